@@ -1,0 +1,30 @@
+# mlqueue: `make run` starts the whole stack on this machine, `make test` runs the test suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint models bench clean
+
+$(STAMP): requirements/*.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m devtools.stack
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+models: $(STAMP)
+	$(PY) -m training --force
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache

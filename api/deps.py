@@ -1,0 +1,32 @@
+"""What routes depend on: the process-wide API state and typed dependency aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aredis
+from celery import Celery
+from fastapi import Depends, Request
+
+from api.events import JobEvents
+from shared.manifests import ModelRepository
+from shared.settings import Settings
+from shared.store import AsyncJobStore
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    redis: aredis.Redis
+    store: AsyncJobStore
+    events: JobEvents
+    repository: ModelRepository
+    publisher: Celery
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.mlqueue
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]

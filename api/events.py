@@ -1,0 +1,87 @@
+"""Job events for waiting requests: one Redis pub/sub connection per API process, fanned out.
+
+Waiters register a queue for a job id and are woken by the worker's transition events, so
+``Prefer: wait`` never polls. After a reconnect every waiter gets a ``resync`` and re-reads the
+job, because events published while the connection was down are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.store import EVENTS_CHANNEL
+
+log = logging.getLogger(__name__)
+
+RESYNC: dict[str, Any] = {"resync": True}
+
+
+class JobEvents:
+    def __init__(self, client: aredis.Redis) -> None:
+        self.client = client
+        self._waiters: dict[str, set[asyncio.Queue]] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="job-events")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: str) -> Iterator[asyncio.Queue]:
+        q: asyncio.Queue = asyncio.Queue()
+        self._waiters.setdefault(job_id, set()).add(q)
+        try:
+            yield q
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(q)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(EVENTS_CHANNEL)
+                self._broadcast(RESYNC)
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._dispatch(message["data"])
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("events.disconnected error=%s retry_in=%.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _dispatch(self, data: str) -> None:
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        for q in self._waiters.get(event.get("id"), ()):
+            q.put_nowait(event)
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
+        for waiters in self._waiters.values():
+            for q in waiters:
+                q.put_nowait(event)

@@ -1,0 +1,55 @@
+"""The FastAPI application: ``uvicorn api.main:app`` or ``python -m api``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import ApiState
+from api.errors import install_error_handlers
+from api.events import JobEvents
+from api.routes import health, jobs, models
+from shared.celery_app import make_celery
+from shared.manifests import ModelRepository
+from shared.settings import Settings, get_settings
+from shared.store import AsyncJobStore, async_redis_client
+
+DESCRIPTION = """Asynchronous predictions: submit a job, then poll it, wait on it with
+`Prefer: wait=N`, or list jobs. Errors are `{"detail": ..., "code": ...}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = async_redis_client(settings)
+        events = JobEvents(async_redis_client(settings, max_connections=4))
+        state = ApiState(
+            settings=settings,
+            redis=client,
+            store=AsyncJobStore(client, settings),
+            events=events,
+            repository=ModelRepository(settings.models_dir),
+            publisher=make_celery(settings, publisher=True),
+        )
+        app.state.mlqueue = state
+        events.start()
+        try:
+            yield
+        finally:
+            await events.stop()
+            await client.aclose()
+            await events.client.aclose()
+
+    app = FastAPI(title="mlqueue", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(jobs.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

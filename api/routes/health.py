@@ -1,0 +1,44 @@
+"""Operational endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from api.deps import StateDep
+from shared.presence import live_workers
+from shared.queues import Queue
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
+    """Readiness: Redis answers, and every model has a live worker on the queue it would use."""
+    try:
+        await state.redis.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        response.status_code = 503
+        return {"status": "unavailable", "redis": f"unreachable: {exc}", "problems": ["redis unreachable"]}
+    workers = await live_workers(state.redis, state.settings.heartbeat_interval_s)
+    consumers: dict[str, list[str]] = {}
+    for w in workers:
+        for q in w.get("queues", []):
+            consumers.setdefault(q, []).append(w["hostname"])
+    problems = []
+    for name, versions in sorted(state.repository.models().items()):
+        queue = versions[max(versions)].queue
+        if queue == Queue.GPU and not consumers.get(Queue.GPU):
+            queue = Queue.CPU  # gpu models fall back to CPU workers
+        if not consumers.get(queue):
+            problems.append(f"no live worker consumes queue {queue.value} (model {name})")
+    if problems:
+        response.status_code = 503
+    return {"status": "unavailable" if problems else "ready", "redis": "ok", "queues": consumers, "problems": problems}

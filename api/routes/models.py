@@ -1,0 +1,56 @@
+"""Model repository routes: manifests, input schemas, and where each version is loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.deps import ApiState, StateDep
+from shared.manifests import ModelManifest
+from shared.presence import live_workers
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str, Any]:
+    version = str(manifest.version)
+    loaded_on, errors = [], {}
+    for w in workers:
+        state = w.get("models", {}).get(manifest.name, {}).get(version)
+        if state and state.get("status") == "loaded":
+            loaded_on.append(w["hostname"])
+        elif state:
+            errors[w["hostname"]] = state.get("error", "failed")
+    return {
+        **manifest.model_dump(mode="json"),
+        "input_schema": manifest.input_json_schema(),
+        "loaded_on": loaded_on,
+        "load_errors": errors,
+    }
+
+
+async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
+    models = state.repository.models()
+    workers = await live_workers(state.redis, state.settings.heartbeat_interval_s)
+    return [
+        {
+            "name": name,
+            "latest_version": max(models[name]),
+            "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
+        }
+        for name in names
+    ]
+
+
+@router.get("/models")
+async def list_models(state: StateDep) -> dict[str, Any]:
+    """Every model: its versions, input schema, labels, threshold, metrics and where it is loaded."""
+    return {"models": await model_entries(state, sorted(state.repository.models()))}
+
+
+@router.get("/models/{model}")
+async def read_model(model: str, state: StateDep) -> dict[str, Any]:
+    """One model with all of its versions, newest first."""
+    state.repository.get(model)  # 404 if unknown
+    return (await model_entries(state, [model]))[0]

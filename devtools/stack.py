@@ -1,0 +1,111 @@
+"""``make run``: the whole stack on one machine, no Docker, stopped together by Ctrl-C.
+
+Starts Redis (unless ``MLQUEUE_REDIS_URL`` names one), trains any shipped model whose artifact is
+missing, then a worker, the API and Flower, using the same commands as the containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from devtools.redis_server import RedisServer, free_port
+from shared.settings import REPO_ROOT, get_settings
+
+log = logging.getLogger("mlqueue.run")
+RUN_DIR = REPO_ROOT / ".run"
+
+
+def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    log.info("starting %s: %s", name, " ".join(args))
+    return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env)
+
+
+def wait_ready(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
+
+
+def main() -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s run: %(message)s", datefmt="%H:%M:%S")
+    began = time.monotonic()
+    settings = get_settings()
+    env = dict(os.environ)
+    redis_server = None
+    if "MLQUEUE_REDIS_URL" not in os.environ:
+        # A private Redis with an append-only file in .run/, so queued jobs survive a restart;
+        # on a free port, because 6379 is often taken by another Redis.
+        redis_server = RedisServer(port=free_port(), data_dir=RUN_DIR / "redis", persist=True).start()
+        env["MLQUEUE_REDIS_URL"] = redis_server.url
+        log.info("redis: %s (data in %s)", redis_server.url, redis_server.data_dir)
+    subprocess.run([sys.executable, "-m", "training"], cwd=REPO_ROOT, env=env, check=True)
+
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    try:
+        procs["worker"] = start("worker", ["-m", "worker"], env)
+        procs["api"] = start("api", ["-m", "api"], env)
+        procs["flower"] = start("flower", ["-m", "worker.flower"], env)
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        wait_ready(f"{base}/readyz", procs, timeout_s=180)
+        print(
+            f"""
+mlqueue is ready in {time.monotonic() - began:.1f}s
+  API      {base}   (docs: {base}/docs)
+  Flower   http://{settings.api_host}:{settings.flower_port}
+  Redis    {env["MLQUEUE_REDIS_URL"]}
+Press Ctrl-C to stop everything.
+""",
+            flush=True,
+        )
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    log.error("%s exited with code %s; stopping the stack", name, proc.returncode)
+                    stopping, code = True, 1
+            time.sleep(0.3)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        log.error("%s", exc)
+        code = 1
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in procs.items():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in 20s; killing it", name)
+                proc.kill()
+        if redis_server:
+            redis_server.stop()
+        log.info("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Exceptions of mlqueue, each carrying its HTTP status and a stable error code.
+
+    MlqueueError
+    ├── BadRequest            400  the content is malformed (not JSON, corrupt image)
+    ├── NotFound              404  unknown model or job
+    ├── Conflict              409  idempotency-key reuse, cancel of a finished job
+    ├── Gone                  410  the job's data expired
+    ├── PayloadTooLarge       413
+    ├── UnsupportedMediaType  415
+    ├── InvalidInput          422  well-formed but does not fit the model's input schema
+    └── Unavailable           503  Redis or the broker cannot be reached
+
+The API maps them to ``{"detail": ..., "code": ...}`` in one handler; the worker turns
+``InvalidInput`` and model errors into a ``failed`` job, never an HTTP 500.
+"""
+
+from __future__ import annotations
+
+
+class MlqueueError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(MlqueueError):
+    status_code = 400
+    code = "bad_request"
+
+
+class NotFound(MlqueueError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(MlqueueError):
+    status_code = 409
+    code = "conflict"
+
+
+class Gone(MlqueueError):
+    status_code = 410
+    code = "expired"
+
+
+class PayloadTooLarge(MlqueueError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(MlqueueError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(MlqueueError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class Unavailable(MlqueueError):
+    status_code = 503
+    code = "unavailable"

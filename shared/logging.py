@@ -1,0 +1,66 @@
+"""Logging for every mlqueue process: one formatter, JSON in containers, readable on a terminal.
+
+``job_id`` and ``request_id`` are bound in context variables and added to every record logged
+while they are set.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+_CONTEXT = (("job_id", job_id_var), ("request_id", request_id_var))
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in _CONTEXT:
+            if not hasattr(record, name):
+                setattr(record, name, var.get())
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for name, _ in _CONTEXT:
+            if getattr(record, name, None):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-5s %(name)s: %(message)s%(ctx)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = " ".join(f"{n}={getattr(record, n)}" for n, _ in _CONTEXT if getattr(record, n, None))
+        record.ctx = f" [{ctx}]" if ctx else ""
+        return super().format(record)
+
+
+def setup_logging(fmt: str = "console", level: str = "INFO") -> None:
+    """Route every logger (uvicorn's and Celery's included) through one handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task", "celery.worker"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True

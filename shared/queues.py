@@ -1,0 +1,14 @@
+"""Queue and task names: the only strings the API and the worker must agree on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class TaskName(StrEnum):
+    PREDICT = "mlqueue.predict"

@@ -1,0 +1,51 @@
+"""One settings object per process, read from ``MLQUEUE_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLQUEUE_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    flower_port: int = 5555
+    flower_basic_auth: str | None = None  # "user:password[,user2:password2]"
+    models_dir: Path = REPO_ROOT / "models"
+
+    # Job data lives this long after creation; a tombstone answers 410 for a while after that.
+    job_ttl_s: int = Field(86_400, ge=1)
+    tombstone_ttl_s: int = Field(7 * 86_400, ge=0)
+    idempotency_ttl_s: int = Field(86_400, ge=1)
+
+    max_wait_s: int = Field(60, ge=0, le=300)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+
+    # Redis socket timeouts: a dead Redis must become a 503 quickly, never a hang.
+    redis_socket_timeout_s: float = Field(2.0, gt=0)
+
+    # Worker
+    worker_concurrency: int = Field(16, ge=1)
+    worker_queues: str = "cpu"
+    worker_threads: int = Field(0, ge=0)  # BLAS/OpenMP/TF threads; 0 = cores of this machine
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    task_time_limit_s: int = Field(120, ge=1)
+    # Must exceed the longest time a message can sit reserved-but-unacked (prefetch + run),
+    # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
+    visibility_timeout_s: int = Field(600, ge=1)
+
+    log_format: str = "console"  # console | json
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

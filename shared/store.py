@@ -1,0 +1,240 @@
+"""The job store in Redis: one hash per job, time-ordered indexes, a tombstone, an events channel.
+
+Layout (every key has a TTL):
+    mlqueue:job:{id}        hash; ``status`` raw, every other field JSON; TTL = job TTL
+    mlqueue:tomb:{id}       the model name; outlives the job so an old id answers 410, not 404
+    mlqueue:jobs            sorted set of ids, all score 0, so lexical order = creation order
+    mlqueue:jobs:m:{model}  the same, per model
+    mlqueue:idem:{key}      "{job_id} {request_hash}" for Idempotency-Key
+    mlqueue:events          pub/sub channel: {"id", "status"} on every transition
+
+Status changes go through one Lua script that compares and sets atomically, so a cancel and a
+worker's finish can never both win. The API uses ``AsyncJobStore``; the worker ``JobStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from shared.errors import Conflict, Gone, NotFound
+from shared.jobs import Job, JobStatus, min_job_id_at
+from shared.settings import Settings
+
+PREFIX = "mlqueue"
+EVENTS_CHANNEL = f"{PREFIX}:events"
+INDEX_ALL = f"{PREFIX}:jobs"
+LIST_SCAN_CAP = 2000  # most index entries one list call examines before returning a cursor
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def tomb_key(job_id: str) -> str:
+    return f"{PREFIX}:tomb:{job_id}"
+
+
+def model_index(model: str) -> str:
+    return f"{PREFIX}:jobs:m:{model}"
+
+
+def idem_key(key: str) -> str:
+    return f"{PREFIX}:idem:{key}"
+
+
+# KEYS[1] job; ARGV[1] "|allowed|from|", ARGV[2] channel, ARGV[3] event, ARGV[4..] field, value...
+# Returns nil when the job does not exist, else {applied (0|1), status before}.
+TRANSITION_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return nil end
+if not string.find(ARGV[1], '|' .. cur .. '|', 1, true) then return {0, cur} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {1, cur}
+"""
+
+# Columns that are not part of the public record.
+_PRIVATE_FIELDS = ("input",)
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: (v.value if k == "status" else json.dumps(v, allow_nan=False)) for k, v in fields.items()}
+
+
+def decode_job(raw: dict[str, str]) -> Job:
+    data = {k: (v if k == "status" else json.loads(v)) for k, v in raw.items() if k not in _PRIVATE_FIELDS}
+    return Job.model_validate(data)
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    fields = job.model_dump(mode="json", exclude_none=True)
+    fields["status"] = job.status
+    return fields
+
+
+def transition_args(allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_id: str) -> list[str]:
+    allowed_s = "|" + "|".join(s.value for s in allowed) + "|"
+    event = json.dumps({"id": job_id, "status": fields["status"].value if "status" in fields else None})
+    flat: list[str] = []
+    for k, v in encode_fields(fields).items():
+        flat += [k, v]
+    return [allowed_s, EVENTS_CHANNEL, event, *flat]
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+        health_check_interval=30,
+    )
+
+
+def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_socket_timeout_s,
+        "health_check_interval": 30,
+        "max_connections": 256,
+    }
+    options.update(overrides)
+    return aredis.Redis.from_url(settings.redis_url, **options)
+
+
+class AsyncJobStore:
+    """The API's view: create, read, list and cancel jobs."""
+
+    def __init__(self, client: aredis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.settings = settings
+        self._transition = client.register_script(TRANSITION_LUA)
+
+    async def create(self, job: Job, job_input: Any, idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Write the record (before any task is sent). Returns (job, created)."""
+        s = self.settings
+        if idempotency_key is not None:
+            marker = f"{job.id} {job.request_hash}"
+            if not await self.r.set(idem_key(idempotency_key), marker, nx=True, ex=s.idempotency_ttl_s):
+                return await self._existing_for_key(idempotency_key, job.request_hash), False
+        trim_below = "(" + min_job_id_at(job.created_at - s.job_ttl_s)
+        fields = encode_fields(job_fields(job))
+        fields["input"] = json.dumps(job_input, allow_nan=False)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hset(job_key(job.id), mapping=fields)
+            pipe.expire(job_key(job.id), s.job_ttl_s)
+            pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
+            for index in (INDEX_ALL, model_index(job.model)):
+                pipe.zadd(index, {job.id: 0})
+                pipe.expire(index, s.job_ttl_s)
+                pipe.zremrangebylex(index, "-", trim_below)
+            await pipe.execute()
+        return job, True
+
+    async def _existing_for_key(self, key: str, request_hash: str | None) -> Job:
+        marker = await self.r.get(idem_key(key)) or " "
+        job_id, _, stored_hash = marker.partition(" ")
+        if stored_hash != request_hash:
+            raise Conflict("Idempotency-Key was already used with a different request", code="idempotency_conflict")
+        # The first request may still be writing its record: give it a moment.
+        for _ in range(20):
+            raw = await self.r.hgetall(job_key(job_id))
+            if raw:
+                return decode_job(raw)
+            await asyncio.sleep(0.05)
+        raise Conflict("the request with this Idempotency-Key is still being created", code="idempotency_in_flight")
+
+    async def get(self, job_id: str) -> Job:
+        raw = await self.r.hgetall(job_key(job_id))
+        if raw:
+            return decode_job(raw)
+        if await self.r.exists(tomb_key(job_id)):
+            raise Gone(f"job {job_id} has expired")
+        raise NotFound(f"no job with id {job_id}", code="job_not_found")
+
+    async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:
+        """Apply ``fields`` if the job's status is in ``allowed``; returns the status before, or
+        None when the job is gone. Raises Conflict when the status did not allow it."""
+        res = await self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id))
+        if res is None:
+            return None
+        applied, before = res
+        if not applied:
+            raise Conflict(f"job {job_id} is {before}", code="job_not_cancelable" if before else "conflict")
+        return JobStatus(before)
+
+    async def cancel(self, job_id: str) -> Job:
+        await self.get(job_id)  # 404 / 410 first
+        now = time.time()
+        fields = {"status": JobStatus.CANCELED, "completed_at": now}
+        before = await self.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), fields)
+        if before is None:
+            await self.get(job_id)  # raises
+        return await self.get(job_id)
+
+    async def fail_unsent(self, job_id: str, message: str) -> None:
+        """The task could not be sent: the job must not sit queued forever."""
+        fields = {
+            "status": JobStatus.FAILED,
+            "completed_at": time.time(),
+            "error": {"code": "enqueue_failed", "message": message},
+        }
+        with contextlib.suppress(Conflict):  # canceled meanwhile: nothing to fix
+            await self.transition(job_id, (JobStatus.QUEUED,), fields)
+
+    async def list(
+        self, *, status: JobStatus | None, model: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[Job], str | None]:
+        """Jobs newest first; the cursor is the id of the last job of the previous page."""
+        index = model_index(model) if model else INDEX_ALL
+        upper = f"({cursor}" if cursor else "+"
+        found: list[Job] = []
+        scanned = 0
+        while scanned < LIST_SCAN_CAP:
+            ids = await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50))
+            if not ids:
+                return found, None
+            async with self.r.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hgetall(job_key(job_id))
+                records = await pipe.execute()
+            for job_id, raw in zip(ids, records, strict=True):
+                scanned += 1
+                if not raw:
+                    await self.r.zrem(index, job_id)  # aged out
+                    continue
+                job = decode_job(raw)
+                if status is None or job.status == status:
+                    found.append(job)
+                if len(found) == limit:
+                    return found, job.id
+            upper = f"({ids[-1]}"
+        return found, upper[1:]
+
+
+class JobStore:
+    """The worker's view: read a job and its input, move it through its states."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._transition = client.register_script(TRANSITION_LUA)
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.r.hgetall(job_key(job_id))
+        return decode_job(raw) if raw else None
+
+    def get_input(self, job_id: str) -> Any:
+        raw = self.r.hget(job_key(job_id), "input")
+        return None if raw is None else json.loads(raw)
+
+    def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> bool:
+        res = self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id))
+        return bool(res and res[0])

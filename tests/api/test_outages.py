@@ -1,0 +1,58 @@
+"""Fault tests: Redis stopped and restarted, a worker missing. Each builds its own stack."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.api.helpers import SETOSA
+from tests.processes import make_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.fault]
+
+
+@pytest.fixture
+def own_stack(tmp_path):
+    s = make_stack(tmp_path)
+    s.start_worker()
+    s.start_api()
+    s.wait_ready()
+    yield s
+    s.stop_all()
+
+
+def test_redis_down_is_a_quick_503_and_everything_recovers(own_stack):
+    with httpx.Client(base_url=own_stack.api_url, timeout=30) as client:
+        done = client.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=10"}).json()
+        own_stack.redis.stop()
+        for method, path, body in (
+            ("POST", "/v1/models/iris/jobs", {"input": SETOSA}),
+            ("GET", f"/v1/jobs/{done['id']}", None),
+            ("GET", "/v1/jobs", None),
+            ("POST", f"/v1/jobs/{done['id']}/cancel", None),
+        ):
+            started = time.monotonic()
+            response = client.request(method, path, json=body)
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["code"] in ("store_unavailable", "broker_unavailable")
+            assert time.monotonic() - started < 5
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+
+        own_stack.redis.start()
+        own_stack.wait_ready(timeout_s=60)
+        response = client.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=30"})
+        assert response.status_code == 200 and response.json()["output"]["label"] == "setosa"
+
+
+def test_readiness_needs_a_live_worker_and_queued_jobs_wait_for_one(own_stack):
+    with httpx.Client(base_url=own_stack.api_url, timeout=30) as client:
+        own_stack.stop("worker")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "no live worker" in ready.json()["problems"][0]
+        job = client.post("/v1/models/iris/jobs", json={"input": SETOSA}).json()
+        assert job["status"] == "queued"  # accepted and kept, not refused
+        own_stack.start_worker()
+        response = client.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=60"})
+        assert response.json()["status"] == "succeeded"
+        assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"

@@ -1,0 +1,102 @@
+"""Start the real processes (worker, API) the way ``make run`` and the containers do."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from devtools.redis_server import RedisServer, free_port
+from shared.settings import REPO_ROOT
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    env: dict[str, str]
+    log_dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['MLQUEUE_API_PORT']}"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, name: str = "worker", *extra: str) -> subprocess.Popen:
+        return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra)
+
+    def start_api(self) -> subprocess.Popen:
+        return self.start("api", "-m", "api")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        self.redis.stop()
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        """Until /readyz says every model has a live worker."""
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)}")
+            try:
+                last = httpx.get(f"{self.api_url}/readyz", timeout=2)
+                if last.status_code == 200:
+                    return
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.2)
+        raise RuntimeError(f"stack not ready: {last!r}\n{self.log('worker')}\n{self.log('api')}")
+
+
+def make_stack(tmp: Path, **settings: str) -> Stack:
+    redis = RedisServer(data_dir=tmp / "redis").start()
+    env = dict(os.environ)
+    env.update(
+        {
+            "MLQUEUE_REDIS_URL": redis.url,
+            "MLQUEUE_API_PORT": str(free_port()),
+            "MLQUEUE_HEARTBEAT_INTERVAL_S": "1",
+            "MLQUEUE_WORKER_CONCURRENCY": "8",
+            "MLQUEUE_WORKER_THREADS": "1",
+            "MLQUEUE_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update({f"MLQUEUE_{k.upper()}": v for k, v in settings.items()})
+    return Stack(redis=redis, env=env, log_dir=tmp)

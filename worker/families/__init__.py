@@ -1,0 +1,31 @@
+"""Model families: how an artifact of a given (framework, task) is loaded, warmed and run.
+
+Each family is a ``Predictor``: ``prepare`` checks and converts one raw input (raising
+``InvalidInput``), ``predict_batch`` runs many prepared inputs in one forward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.manifests import ModelManifest
+
+
+class Predictor(Protocol):
+    manifest: ModelManifest
+
+    def prepare(self, raw_input: Any) -> Any: ...
+
+    def predict_batch(self, prepared: list[Any]) -> list[dict[str, Any]]: ...
+
+    def warm_up(self) -> None: ...
+
+
+def load_predictor(manifest: ModelManifest, artifact: Path) -> Predictor:
+    """Pick the family from the manifest. Imports are local so TensorFlow loads only when needed."""
+    if manifest.framework == "sklearn" and manifest.task == "classification":
+        from worker.families.tabular import TabularClassifier
+
+        return TabularClassifier(manifest, artifact)
+    raise ValueError(f"no family for framework={manifest.framework} task={manifest.task}")

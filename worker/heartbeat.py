@@ -1,0 +1,76 @@
+"""Publishes this worker's presence (see ``shared.presence``) until it stops."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from shared.presence import WORKERS, presence_ttl, worker_key
+
+log = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    def __init__(
+        self,
+        client: redis.Redis,
+        hostname: str,
+        queues: list[str],
+        interval_s: float,
+        models: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.client = client
+        self.hostname = hostname
+        self.queues = queues
+        self.interval_s = interval_s
+        self.models = models
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.beat()
+        self._thread.start()
+
+    def beat(self) -> None:
+        ttl = presence_ttl(self.interval_s)
+        now = time.time()
+        info = {
+            "hostname": self.hostname,
+            "pid": os.getpid(),
+            "queues": self.queues,
+            "models": self.models(),
+            "started_at": self.started_at,
+            "heartbeat_at": now,
+        }
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(worker_key(self.hostname), json.dumps(info), ex=ttl)
+            pipe.zadd(WORKERS, {self.hostname: now})
+            pipe.zremrangebyscore(WORKERS, "-inf", now - 10 * ttl)
+            pipe.expire(WORKERS, 10 * ttl)
+            pipe.execute()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+            except redis.RedisError as exc:  # Redis restarting: keep trying, it comes back
+                log.warning("worker.heartbeat_failed error=%s", exc)
+
+    def stop(self) -> None:
+        """Leave at once, so readiness drops now rather than when the key expires."""
+        self._stop.set()
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(worker_key(self.hostname))
+                pipe.zrem(WORKERS, self.hostname)
+                pipe.execute()
+        except redis.RedisError:
+            pass

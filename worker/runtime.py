@@ -1,0 +1,101 @@
+"""The models a worker process holds: verified, loaded once, warmed up, each behind a batcher."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.errors import MlqueueError
+from shared.manifests import ModelManifest, ModelRepository, sha256_of
+from worker.batcher import Batcher
+from worker.families import Predictor, load_predictor
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(MlqueueError):
+    code = "model_unavailable"
+
+
+class ArtifactError(MlqueueError):
+    code = "artifact_invalid"
+
+
+def verify_artifact(manifest: ModelManifest, version_dir: Path) -> Path:
+    """Rule 7: an artifact is code (joblib is pickle), so load only the bytes the manifest names."""
+    artifact = version_dir / manifest.artifact
+    if not artifact.is_file():
+        raise ArtifactError(f"{manifest.name} v{manifest.version}: artifact {artifact} is missing")
+    actual = sha256_of(artifact)
+    if actual != manifest.sha256:
+        raise ArtifactError(
+            f"{manifest.name} v{manifest.version}: sha256 mismatch "
+            f"(manifest {manifest.sha256[:12]}…, file {actual[:12]}…); refusing to load"
+        )
+    return artifact
+
+
+@dataclass
+class LoadedModel:
+    manifest: ModelManifest
+    predictor: Predictor
+    batcher: Batcher
+    load_ms: float
+
+
+@dataclass
+class ModelRuntime:
+    repository: ModelRepository
+    loaded: dict[tuple[str, int], LoadedModel] = field(default_factory=dict)
+    failures: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def load_all(self) -> None:
+        """Load every version found; a version that fails is recorded and skipped, never fatal."""
+        self.repository.refresh()
+        for name, versions in self.repository.models().items():
+            for version, manifest in versions.items():
+                if (name, version) not in self.loaded:
+                    self._load(manifest)
+
+    def _load(self, manifest: ModelManifest) -> None:
+        key = (manifest.name, manifest.version)
+        started = time.perf_counter()
+        try:
+            artifact = verify_artifact(manifest, self.repository.models_dir / manifest.name / str(manifest.version))
+            predictor = load_predictor(manifest, artifact)
+            predictor.warm_up()
+        except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others
+            self.failures[key] = str(exc)
+            log.error("model.load_failed model=%s version=%s error=%s", *key, exc)
+            return
+        load_ms = (time.perf_counter() - started) * 1000
+        batching = manifest.batching
+        self.loaded[key] = LoadedModel(
+            manifest, predictor, Batcher(predictor, batching.max_batch_size, batching.max_delay_ms), load_ms
+        )
+        self.failures.pop(key, None)
+        log.info("model.loaded model=%s version=%s load_ms=%.0f", *key, load_ms)
+
+    def get(self, name: str, version: int) -> LoadedModel:
+        model = self.loaded.get((name, version))
+        if model is None:
+            why = self.failures.get((name, version), "not present on this worker")
+            raise ModelUnavailable(f"model {name} v{version} is not loaded: {why}")
+        return model
+
+    def predict(self, name: str, version: int, raw_input: Any) -> tuple[dict[str, Any], float]:
+        model = self.get(name, version)
+        prepared = model.predictor.prepare(raw_input)
+        return model.batcher.run(prepared)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per model, the versions loaded here and those that failed (published in the heartbeat)."""
+        out: dict[str, dict[str, Any]] = {}
+        for (name, version), model in self.loaded.items():
+            out.setdefault(name, {})[str(version)] = {"status": "loaded", "load_ms": round(model.load_ms, 1)}
+        for (name, version), error in self.failures.items():
+            out.setdefault(name, {})[str(version)] = {"status": "failed", "error": error}
+        return out

@@ -1,0 +1,30 @@
+"""Celery tasks: each states its behaviour on the decorator and hands off to a plain function."""
+
+from __future__ import annotations
+
+import redis
+
+from shared.logging import job_id_var
+from shared.queues import TaskName
+from worker.celery_app import app
+from worker.context import current
+from worker.execution import run_job
+
+
+@app.task(
+    name=TaskName.PREDICT,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Rule 5: retry only what may succeed next time (Redis blips), never bad input.
+    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=10,
+    ignore_result=True,
+)
+def predict(job_id: str) -> None:
+    token = job_id_var.set(job_id)
+    try:
+        run_job(job_id, current())
+    finally:
+        job_id_var.reset(token)
