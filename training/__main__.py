@@ -3,32 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from pathlib import Path
 
-from training import iris
 from training.common import default_models_dir
 
-# name → (version shipped, train function)
-FAMILIES = {"iris": (1, iris.train)}
+# model name → (module with ``train(models_dir, version)``, version shipped)
+SHIPPED = {
+    "iris": ("training.iris", 1),
+    "wine": ("training.wine", 1),
+    "anomaly": ("training.anomaly", 1),
+    "digits": ("training.image", 1),
+}
+
+
+def is_present(version_dir: Path) -> bool:
+    return (version_dir / "manifest.json").is_file() and any(p.name != "manifest.json" for p in version_dir.iterdir())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     parser.add_argument("--force", action="store_true", help="retrain even when the artifact exists")
+    parser.add_argument("names", nargs="*", default=list(SHIPPED), help="models to train (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(message)s")
-    for name, (version, train) in FAMILIES.items():
-        version_dir = args.models_dir / name / str(version)
-        if (
-            not args.force
-            and (version_dir / "manifest.json").is_file()
-            and any(p.name != "manifest.json" for p in version_dir.iterdir())
-        ):
+    for name in args.names:
+        module, version = SHIPPED[name]
+        if not args.force and is_present(args.models_dir / name / str(version)):
             logging.info("%s v%s: present", name, version)
             continue
-        manifest = train(args.models_dir, version)
+        logging.info("%s v%s: training…", name, version)
+        manifest = importlib.import_module(module).train(args.models_dir, version)
         logging.info("%s v%s: trained %s", name, version, manifest.metrics)
 
 

@@ -28,4 +28,12 @@ def load_predictor(manifest: ModelManifest, artifact: Path) -> Predictor:
         from worker.families.tabular import TabularClassifier
 
         return TabularClassifier(manifest, artifact)
+    if manifest.framework == "sklearn" and manifest.task == "anomaly":
+        from worker.families.anomaly import AnomalyEnsemble
+
+        return AnomalyEnsemble(manifest, artifact)
+    if manifest.framework == "keras" and manifest.task == "classification":
+        from worker.families.image import ImageClassifier
+
+        return ImageClassifier(manifest, artifact)
     raise ValueError(f"no family for framework={manifest.framework} task={manifest.task}")
