@@ -21,7 +21,9 @@ async def read_capped(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request._body = body  # so Starlette's form parser reads these bytes instead of the spent stream
+    return body
 
 
 def media_type(request: Request) -> str:
@@ -41,3 +43,25 @@ async def read_json(request: Request, limit: int) -> Any:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     except RecursionError as exc:  # hostile nesting: refuse it rather than crash the parser
         raise BadRequest("request body is nested too deeply", code="invalid_json") from exc
+
+
+MAX_FORM_FIELDS = 20
+
+
+async def read_upload(request: Request, limit: int) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+    """A multipart form: (text fields, (filename, bytes) of the one ``file`` part or None)."""
+    await read_capped(request, limit)
+    try:
+        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    except Exception as exc:  # Starlette raises its own parse errors (MultiPartException, HTTPException)
+        raise BadRequest(f"malformed multipart body: {getattr(exc, 'detail', exc)}", code="invalid_multipart") from exc
+    fields: dict[str, str] = {}
+    upload = None
+    for key, value in form.multi_items():
+        if isinstance(value, str):
+            fields[key] = value
+        elif key == "file":
+            upload = (value.filename or "", await value.read())
+        else:
+            raise BadRequest(f"unexpected file field {key!r}; send the image as 'file'", code="invalid_multipart")
+    return fields, upload

@@ -10,6 +10,7 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from api.events import JobEvents
+from api.fleet import Fleet
 from shared.manifests import ModelRepository
 from shared.settings import Settings
 from shared.store import AsyncJobStore
@@ -23,6 +24,7 @@ class ApiState:
     events: JobEvents
     repository: ModelRepository
     publisher: Celery
+    fleet: Fleet
 
 
 def get_state(request: Request) -> ApiState:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.deps import ApiState
 from api.errors import install_error_handlers
 from api.events import JobEvents
+from api.fleet import Fleet
 from api.routes import health, jobs, models
 from shared.celery_app import make_celery
 from shared.manifests import ModelRepository
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             events=events,
             repository=ModelRepository(settings.models_dir),
             publisher=make_celery(settings, publisher=True),
+            fleet=Fleet(client, settings.heartbeat_interval_s),
         )
         app.state.mlqueue = state
         events.start()

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
+from fastapi import Request
+
+from api.body import media_type, read_json, read_upload
 from api.deps import ApiState
-from shared.errors import InvalidInput, Unavailable
+from shared.errors import InvalidInput, Unavailable, UnsupportedMediaType
+from shared.images import preprocess_image
 from shared.jobs import Job, JobCreate, JobStatus, new_job_id
-from shared.manifests import ModelManifest, validate_features
-from shared.presence import live_workers
-from shared.queues import Queue, TaskName
+from shared.manifests import ImageInput, ModelManifest, validate_features
+from shared.queues import TaskName
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +39,29 @@ def parse_prefer_wait(header: str | None, max_wait_s: int) -> int:
     return min(int(match.group(1)), max_wait_s) if match else 0
 
 
-def parse_job_create(body: Any) -> JobCreate:
+def parse_json_submission(body: Any) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput('body must be a JSON object like {"input": ...}', code="invalid_request")
     try:
-        return JobCreate.model_validate(body)
+        request = JobCreate.model_validate(body)
     except ValidationError as exc:
         raise InvalidInput(_describe(exc), code="invalid_request") from exc
+    return Submission(version=request.version, input=request.input)
+
+
+def parse_form_submission(fields: dict[str, str], upload: tuple[str, bytes] | None) -> Submission:
+    if upload is None:
+        raise InvalidInput(
+            "multipart request has no file: send the image as the form field 'file'", code="file_required"
+        )
+    unknown = sorted(set(fields) - {"version"})
+    if unknown:
+        raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", code="invalid_request")
+    version = fields.get("version")
+    if version is not None and not (version.isdigit() and int(version) >= 1):
+        raise InvalidInput("version must be a positive integer", code="invalid_request")
+    filename, data = upload
+    return Submission(version=int(version) if version else None, image=data, filename=filename)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -49,33 +70,70 @@ def _describe(exc: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def request_hash(model: str, request: JobCreate) -> str:
-    canonical = json.dumps({"model": model, **request.model_dump()}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+@dataclass
+class Submission:
+    """One prediction request, from a JSON body or a multipart upload."""
+
+    version: int | None = None
+    input: Any = None
+    image: bytes | None = None
+    filename: str | None = None
+
+    def fingerprint(self, model: str) -> str:
+        """What Idempotency-Key compares: same model, version and input (image bytes by hash)."""
+        image = hashlib.sha256(self.image).hexdigest() if self.image is not None else None
+        canonical = json.dumps(
+            {"model": model, "version": self.version, "input": self.input, "image": image},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def choose_queue(state: ApiState, manifest: ModelManifest) -> str:
-    """GPU models go to the gpu queue when a live worker consumes it, else they run on CPU."""
-    if manifest.queue != Queue.GPU:
-        return manifest.queue.value
-    workers = await live_workers(state.redis, state.settings.heartbeat_interval_s)
-    has_gpu = any(Queue.GPU.value in w.get("queues", ()) for w in workers)
-    return Queue.GPU.value if has_gpu else Queue.CPU.value
+async def read_submission(request: Request, limit: int) -> Submission:
+    """A JSON body (tabular models) or a multipart upload with ``file=`` (image models)."""
+    if media_type(request) == "multipart/form-data":
+        return parse_form_submission(*await read_upload(request, limit))
+    return parse_json_submission(await read_json(request, limit))
 
 
-async def create_job(state: ApiState, model: str, request: JobCreate, idempotency_key: str | None) -> tuple[Job, bool]:
+async def prepare_input(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[Any, bytes | None]:
+    """Check the input against the manifest; an image is decoded and resized here, once, so the
+    worker receives ready pixels (the claim check) and never decodes."""
+    if isinstance(manifest.input, ImageInput):
+        if sub.image is None:
+            raise UnsupportedMediaType(
+                f"model {manifest.name} takes an image: send multipart/form-data with file=", code="image_required"
+            )
+        pixels = await anyio.to_thread.run_sync(
+            functools.partial(
+                preprocess_image,
+                sub.image,
+                width=manifest.input.width,
+                height=manifest.input.height,
+                max_pixels=state.settings.max_image_pixels,
+            )
+        )
+        return {"filename": (sub.filename or "")[:200], "bytes": len(sub.image)}, pixels
+    if sub.image is not None:
+        raise UnsupportedMediaType(f"model {manifest.name} takes JSON input, not a file upload", code="json_required")
+    validate_features(manifest, sub.input)
+    return sub.input, None
+
+
+async def create_job(state: ApiState, model: str, sub: Submission, idempotency_key: str | None) -> tuple[Job, bool]:
     """Validate, write the record, then send the task. Returns (job, created)."""
-    manifest = state.repository.get(model, request.version)
-    validate_features(manifest, request.input)
+    manifest = await state.fleet.resolve(state.repository, model, sub.version)
+    job_input, blob = await prepare_input(state, manifest, sub)
     job = Job(
         id=new_job_id(),
         model=manifest.name,
         version=manifest.version,
-        queue=await choose_queue(state, manifest),
+        queue=await state.fleet.queue_for(manifest),
         created_at=time.time(),
-        request_hash=request_hash(model, request) if idempotency_key else None,
+        request_hash=sub.fingerprint(model) if idempotency_key else None,
     )
-    job, created = await state.store.create(job, request.input, idempotency_key)
+    job, created = await state.store.create(job, job_input, idempotency_key, blob=blob)
     if created:
         await send_task(state, job)
         log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)

@@ -12,3 +12,9 @@ class Queue(StrEnum):
 
 class TaskName(StrEnum):
     PREDICT = "mlqueue.predict"
+
+
+class ControlCommand(StrEnum):
+    """Celery remote-control commands the worker registers (broadcast to every worker)."""
+
+    RELOAD = "mlqueue_reload_models"

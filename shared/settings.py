@@ -28,6 +28,7 @@ class Settings(BaseSettings):
 
     max_wait_s: int = Field(60, ge=0, le=300)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1)  # refused before decoding (decompression bombs)
 
     # Redis socket timeouts: a dead Redis must become a 503 quickly, never a hang.
     redis_socket_timeout_s: float = Field(2.0, gt=0)

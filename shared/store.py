@@ -6,6 +6,8 @@ Layout (every key has a TTL):
     mlqueue:jobs            sorted set of ids, all score 0, so lexical order = creation order
     mlqueue:jobs:m:{model}  the same, per model
     mlqueue:idem:{key}      "{job_id} {request_hash}" for Idempotency-Key
+    mlqueue:blob:{id}       an uploaded image, already decoded and resized (the claim check); deleted
+                            when the job finishes
     mlqueue:events          pub/sub channel: {"id", "status"} on every transition
 
 Status changes go through one Lua script that compares and sets atomically, so a cancel and a
@@ -43,6 +45,13 @@ def tomb_key(job_id: str) -> str:
 
 def model_index(model: str) -> str:
     return f"{PREFIX}:jobs:m:{model}"
+
+
+def blob_key(job_id: str) -> str:
+    return f"{PREFIX}:blob:{job_id}"
+
+
+BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
 
 
 def idem_key(key: str) -> str:
@@ -88,10 +97,10 @@ def transition_args(allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_
     return [allowed_s, EVENTS_CHANNEL, event, *flat]
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
-        decode_responses=True,
+        decode_responses=decode,
         socket_timeout=settings.redis_socket_timeout_s,
         socket_connect_timeout=settings.redis_socket_timeout_s,
         health_check_interval=30,
@@ -118,8 +127,12 @@ class AsyncJobStore:
         self.settings = settings
         self._transition = client.register_script(TRANSITION_LUA)
 
-    async def create(self, job: Job, job_input: Any, idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Write the record (before any task is sent). Returns (job, created)."""
+    async def create(
+        self, job: Job, job_input: Any, idempotency_key: str | None = None, blob: bytes | None = None
+    ) -> tuple[Job, bool]:
+        """Write the record (before any task is sent). Returns (job, created).
+
+        ``blob`` (an image) is stored under its own key and the input refers to it."""
         s = self.settings
         if idempotency_key is not None:
             marker = f"{job.id} {job.request_hash}"
@@ -127,8 +140,12 @@ class AsyncJobStore:
                 return await self._existing_for_key(idempotency_key, job.request_hash), False
         trim_below = "(" + min_job_id_at(job.created_at - s.job_ttl_s)
         fields = encode_fields(job_fields(job))
+        if blob is not None:
+            job_input = {BLOB_REF: blob_key(job.id), **(job_input or {})}
         fields["input"] = json.dumps(job_input, allow_nan=False)
         async with self.r.pipeline(transaction=True) as pipe:
+            if blob is not None:
+                pipe.set(blob_key(job.id), blob, ex=s.job_ttl_s)
             pipe.hset(job_key(job.id), mapping=fields)
             pipe.expire(job_key(job.id), s.job_ttl_s)
             pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
@@ -178,6 +195,7 @@ class AsyncJobStore:
         before = await self.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), fields)
         if before is None:
             await self.get(job_id)  # raises
+        await self.r.delete(blob_key(job_id))
         return await self.get(job_id)
 
     async def fail_unsent(self, job_id: str, message: str) -> None:
@@ -223,8 +241,9 @@ class AsyncJobStore:
 class JobStore:
     """The worker's view: read a job and its input, move it through its states."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, binary: redis.Redis | None = None) -> None:
         self.r = client
+        self.binary = binary or client  # for claim-check bytes: a client without decode_responses
         self._transition = client.register_script(TRANSITION_LUA)
 
     def get(self, job_id: str) -> Job | None:
@@ -232,8 +251,15 @@ class JobStore:
         return decode_job(raw) if raw else None
 
     def get_input(self, job_id: str) -> Any:
+        """The job's input; a claim check is resolved to its bytes (None if they expired)."""
         raw = self.r.hget(job_key(job_id), "input")
-        return None if raw is None else json.loads(raw)
+        value = None if raw is None else json.loads(raw)
+        if isinstance(value, dict) and BLOB_REF in value:
+            return self.binary.get(value[BLOB_REF])
+        return value
+
+    def drop_blob(self, job_id: str) -> None:
+        self.r.delete(blob_key(job_id))
 
     def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> bool:
         res = self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from typing import Any
 
 from celery import signals
+from celery.worker.control import control_command
 
 from shared.celery_app import make_celery
 from shared.logging import setup_logging
+from shared.queues import ControlCommand
 from shared.settings import get_settings
 from shared.store import redis_client
 
@@ -52,9 +55,9 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
-    _heartbeat = Heartbeat(
-        redis_client(settings), hostname, queues, settings.heartbeat_interval_s, current().runtime.status
-    )
+    runtime = current().runtime
+    _heartbeat = Heartbeat(redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status)
+    runtime.on_change = _heartbeat.beat
     _heartbeat.start()
     log.info("worker.ready hostname=%s queues=%s", hostname, ",".join(queues))
 
@@ -63,3 +66,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 def _stop_heartbeat(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+
+
+@control_command(name=ControlCommand.RELOAD)
+def _reload_models(state: Any, **_: Any) -> dict[str, str]:
+    """Load new versions in the background: the consumer keeps taking jobs meanwhile, and the
+    outcome (loaded, or failed and why) appears in this worker's presence."""
+    from worker.context import current
+
+    threading.Thread(target=current().runtime.load_all, name="reload", daemon=True).start()
+    return {"ok": "reloading"}

@@ -47,7 +47,8 @@ def init_context(settings: Settings) -> WorkerContext:
     global _context
     runtime = ModelRuntime(ModelRepository(settings.models_dir))
     runtime.load_all()
-    _context = WorkerContext(settings, JobStore(redis_client(settings)), runtime)
+    store = JobStore(redis_client(settings), redis_client(settings, decode=False))
+    _context = WorkerContext(settings, store, runtime)
     return _context
 
 

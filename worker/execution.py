@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shared.errors import MlqueueError
+from shared.errors import InvalidInput, MlqueueError
 from shared.jobs import JobStatus
 from worker.context import WorkerContext
 
@@ -32,6 +32,8 @@ def run_job(job_id: str, ctx: WorkerContext) -> JobStatus | None:
 
     raw_input = ctx.store.get_input(job_id)
     try:
+        if raw_input is None:
+            raise InvalidInput("the job's input has expired or is missing", code="input_missing")
         output, predict_ms = ctx.runtime.predict(job.model, job.version, raw_input)
     except MlqueueError as exc:
         return _finish(
@@ -77,7 +79,9 @@ def _finish(
         fields["output"] = output
     if error is not None:
         fields["error"] = error
-    if not ctx.store.transition(job_id, (JobStatus.RUNNING,), fields):
+    applied = ctx.store.transition(job_id, (JobStatus.RUNNING,), fields)
+    ctx.store.drop_blob(job_id)  # the claim check has served its purpose either way
+    if not applied:
         log.info("job.result_dropped (canceled while running)")
         return None
     log.info("job.%s predict_ms=%s", status.value, metrics.get("predict_ms"))

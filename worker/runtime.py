@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import MlqueueError
+from shared.errors import MlqueueError, NotFound
 from shared.manifests import ModelManifest, ModelRepository, sha256_of
 from worker.batcher import Batcher
 from worker.families import Predictor, load_predictor
@@ -48,17 +50,38 @@ class LoadedModel:
 
 @dataclass
 class ModelRuntime:
+    """Every version in the repository, loaded once; ``load_all`` again picks up new ones.
+
+    Jobs in flight keep the model object they started with, so a reload never fails them.
+    """
+
     repository: ModelRepository
+    on_change: Callable[[], None] = lambda: None  # e.g. publish presence now
     loaded: dict[tuple[str, int], LoadedModel] = field(default_factory=dict)
     failures: dict[tuple[str, int], str] = field(default_factory=dict)
+    loading: set[tuple[str, int]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load_all(self) -> None:
-        """Load every version found; a version that fails is recorded and skipped, never fatal."""
-        self.repository.refresh()
-        for name, versions in self.repository.models().items():
-            for version, manifest in versions.items():
-                if (name, version) not in self.loaded:
-                    self._load(manifest)
+        """Load every version not loaded yet (failed ones are retried); failures are recorded, never fatal."""
+        with self._lock:
+            self.repository.refresh()
+            todo = [
+                m
+                for versions in self.repository.models().values()
+                for m in versions.values()
+                if (m.name, m.version) not in self.loaded
+            ]
+            self.loading.update((m.name, m.version) for m in todo)
+            for m in todo:
+                self.failures.pop((m.name, m.version), None)
+            if todo:
+                self.on_change()
+            for manifest in todo:
+                self._load(manifest)
+                self.loading.discard((manifest.name, manifest.version))
+            if todo:
+                self.on_change()
 
     def _load(self, manifest: ModelManifest) -> None:
         key = (manifest.name, manifest.version)
@@ -81,10 +104,24 @@ class ModelRuntime:
 
     def get(self, name: str, version: int) -> LoadedModel:
         model = self.loaded.get((name, version))
+        if model is None and (name, version) not in self.failures:
+            model = self._load_on_demand(name, version)
         if model is None:
             why = self.failures.get((name, version), "not present on this worker")
             raise ModelUnavailable(f"model {name} v{version} is not loaded: {why}")
         return model
+
+    def _load_on_demand(self, name: str, version: int) -> LoadedModel | None:
+        """Another worker loaded a new version first and the API routed a job for it here."""
+        with self._lock:
+            if (name, version) not in self.loaded:
+                self.repository.refresh()
+                try:
+                    self._load(self.repository.get(name, version))
+                except NotFound:
+                    return None
+                self.on_change()
+        return self.loaded.get((name, version))
 
     def predict(self, name: str, version: int, raw_input: Any) -> tuple[dict[str, Any], float]:
         model = self.get(name, version)
@@ -94,8 +131,10 @@ class ModelRuntime:
     def status(self) -> dict[str, dict[str, Any]]:
         """Per model, the versions loaded here and those that failed (published in the heartbeat)."""
         out: dict[str, dict[str, Any]] = {}
-        for (name, version), model in self.loaded.items():
+        for (name, version), model in list(self.loaded.items()):
             out.setdefault(name, {})[str(version)] = {"status": "loaded", "load_ms": round(model.load_ms, 1)}
-        for (name, version), error in self.failures.items():
+        for (name, version), error in list(self.failures.items()):
             out.setdefault(name, {})[str(version)] = {"status": "failed", "error": error}
+        for name, version in list(self.loading):
+            out.setdefault(name, {})[str(version)] = {"status": "loading"}
         return out

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api.deps import StateDep
-from shared.presence import live_workers
 from shared.queues import Queue
 
 router = APIRouter(tags=["ops"])
@@ -24,14 +23,11 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     """Readiness: Redis answers, and every model has a live worker on the queue it would use."""
     try:
         await state.redis.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:  # any failure means not ready
         response.status_code = 503
         return {"status": "unavailable", "redis": f"unreachable: {exc}", "problems": ["redis unreachable"]}
-    workers = await live_workers(state.redis, state.settings.heartbeat_interval_s)
-    consumers: dict[str, list[str]] = {}
-    for w in workers:
-        for q in w.get("queues", []):
-            consumers.setdefault(q, []).append(w["hostname"])
+    workers = await state.fleet.workers(fresh=True)
+    consumers = await state.fleet.consumers()
     problems = []
     for name, versions in sorted(state.repository.models().items()):
         queue = versions[max(versions)].queue
@@ -39,6 +35,10 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
             queue = Queue.CPU  # gpu models fall back to CPU workers
         if not consumers.get(queue):
             problems.append(f"no live worker consumes queue {queue.value} (model {name})")
+        elif not any(
+            info.get("status") == "loaded" for w in workers for info in w.get("models", {}).get(name, {}).values()
+        ):
+            problems.append(f"model {name} is not loaded on any live worker")
     if problems:
         response.status_code = 503
     return {"status": "unavailable" if problems else "ready", "redis": "ok", "queues": consumers, "problems": problems}

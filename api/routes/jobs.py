@@ -6,18 +6,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from api.body import read_json
 from api.deps import StateDep
 from api.submission import create_job as submit
-from api.submission import parse_job_create, parse_prefer_wait, wait_for_terminal
-from shared.jobs import JobPublic, JobsPublic, JobStatus
+from api.submission import parse_prefer_wait, read_submission, wait_for_terminal
+from shared.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 JOB_CREATE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobCreate"}}},
+        "content": {
+            "application/json": {"schema": JobCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, BMP or GIF"},
+                        "version": {"type": "integer", "minimum": 1},
+                    },
+                }
+            },
+        },
     }
 }
 
@@ -38,8 +49,8 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JobPublic:
     """Submit one prediction; answers 202 at once, or 200 if it finishes within `Prefer: wait=N`."""
-    body = parse_job_create(await read_json(request, state.settings.max_body_bytes))
-    job, created = await submit(state, model, body, idempotency_key)
+    submission = await read_submission(request, state.settings.max_body_bytes)
+    job, created = await submit(state, model, submission, idempotency_key)
     wait_s = parse_prefer_wait(prefer, state.settings.max_wait_s)
     if wait_s:
         job = await wait_for_terminal(state, job, wait_s)

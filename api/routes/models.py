@@ -1,4 +1,4 @@
-"""Model repository routes: manifests, input schemas, and where each version is loaded."""
+"""Model repository routes: manifests, input schemas, where each version is loaded, and reload."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import ApiState, StateDep
+from api.reload import reload_model as reload_everywhere
 from shared.manifests import ModelManifest
-from shared.presence import live_workers
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -32,7 +32,7 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
 
 async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
     models = state.repository.models()
-    workers = await live_workers(state.redis, state.settings.heartbeat_interval_s)
+    workers = await state.fleet.workers(fresh=True)
     return [
         {
             "name": name,
@@ -54,3 +54,9 @@ async def read_model(model: str, state: StateDep) -> dict[str, Any]:
     """One model with all of its versions, newest first."""
     state.repository.get(model)  # 404 if unknown
     return (await model_entries(state, [model]))[0]
+
+
+@router.post("/models/{model}/reload")
+async def reload_model(model: str, state: StateDep) -> dict[str, Any]:
+    """Admin: every live worker loads the versions now in the model repository; queued jobs keep running."""
+    return await reload_everywhere(state, model)

@@ -1,0 +1,74 @@
+"""What the live workers can serve, from their presence keys (see ``shared.presence``).
+
+Submissions read it for every job, so it is cached for a second; readiness reads it fresh.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aredis
+
+from shared.errors import Unavailable
+from shared.manifests import ModelManifest, ModelRepository
+from shared.presence import live_workers
+from shared.queues import Queue
+
+
+class Fleet:
+    def __init__(self, client: aredis.Redis, heartbeat_interval_s: float, max_age_s: float = 1.0) -> None:
+        self.client = client
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_age_s = max_age_s
+        self._workers: list[dict[str, Any]] = []
+        self._read_at = -1e9
+
+    async def workers(self, fresh: bool = False) -> list[dict[str, Any]]:
+        if fresh or time.monotonic() - self._read_at > self.max_age_s:
+            self._workers = await live_workers(self.client, self.heartbeat_interval_s)
+            self._read_at = time.monotonic()
+        return self._workers
+
+    async def consumers(self, fresh: bool = False) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for w in await self.workers(fresh):
+            for q in w.get("queues", []):
+                out.setdefault(q, []).append(w["hostname"])
+        return out
+
+    async def queue_for(self, manifest: ModelManifest) -> str:
+        """GPU models go to the gpu queue when a live worker consumes it, else they run on CPU."""
+        if manifest.queue == Queue.GPU and Queue.GPU.value in await self.consumers():
+            return Queue.GPU.value
+        return Queue.CPU.value if manifest.queue == Queue.GPU else manifest.queue.value
+
+    async def resolve(self, repository: ModelRepository, name: str, pinned: int | None) -> ModelManifest:
+        """The version a request gets: the pinned one, else the newest that a live worker has loaded.
+
+        A version dropped into ``models/`` serves only once workers load it (reload), and one that
+        failed to load never serves. With no live worker at all, jobs queue for the newest on disk.
+        """
+        manifest = repository.get(name, pinned)  # 404 for unknown names and versions
+        workers = await self.workers()
+        if not workers:
+            return manifest
+        loaded: set[int] = set()
+        errors: list[str] = []
+        for w in workers:
+            for version, info in w.get("models", {}).get(name, {}).items():
+                if info.get("status") == "loaded":
+                    loaded.add(int(version))
+                else:
+                    errors.append(f"v{version} on {w['hostname']}: {info.get('error', 'failed')}")
+        why = f" ({'; '.join(errors[:3])})" if errors else ""
+        if pinned is not None:
+            if pinned not in loaded:
+                raise Unavailable(
+                    f"model {name} v{pinned} is not loaded on any live worker{why}", code="model_version_unavailable"
+                )
+            return manifest
+        servable = sorted(v for v in loaded if v in repository.models().get(name, {}))
+        if not servable:
+            raise Unavailable(f"model {name} is not loaded on any live worker{why}", code="model_unavailable")
+        return repository.get(name, servable[-1])
