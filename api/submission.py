@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from fastapi import Request
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
-
-from fastapi import Request
 
 from api.body import media_type, read_json, read_upload
 from api.deps import ApiState

@@ -23,7 +23,7 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     """Readiness: Redis answers, and every model has a live worker on the queue it would use."""
     try:
         await state.redis.ping()
-    except Exception as exc:  # any failure means not ready
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         response.status_code = 503
         return {"status": "unavailable", "redis": f"unreachable: {exc}", "problems": ["redis unreachable"]}
     workers = await state.fleet.workers(fresh=True)

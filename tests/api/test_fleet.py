@@ -51,7 +51,7 @@ def test_newest_version_that_a_live_worker_has_loaded(repo):
     )
     assert resolve(fleet, repo) == 2  # v3 is on disk but failed to load: v2 keeps serving
     assert resolve(fleet, repo, pinned=1) == 1
-    with pytest.raises(Unavailable, match="v3 is not loaded on any live worker.*sha256 mismatch"):
+    with pytest.raises(Unavailable, match=r"v3 is not loaded on any live worker.*sha256 mismatch"):
         resolve(fleet, repo, pinned=3)
 
 
