@@ -48,20 +48,22 @@ async def read_json(request: Request, limit: int) -> Any:
 MAX_FORM_FIELDS = 20
 
 
-async def read_upload(request: Request, limit: int) -> tuple[dict[str, str], tuple[str, bytes] | None]:
-    """A multipart form: (text fields, (filename, bytes) of the one ``file`` part or None)."""
+async def read_form(
+    request: Request, limit: int, *, file_field: str, max_files: int
+) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """A multipart form: (text fields, [(filename, bytes)] of the ``file_field`` parts)."""
     await read_capped(request, limit)
     try:
-        form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+        form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
     except Exception as exc:  # Starlette raises its own parse errors (MultiPartException, HTTPException)
         raise BadRequest(f"malformed multipart body: {getattr(exc, 'detail', exc)}", code="invalid_multipart") from exc
     fields: dict[str, str] = {}
-    upload = None
+    uploads: list[tuple[str, bytes]] = []
     for key, value in form.multi_items():
         if isinstance(value, str):
             fields[key] = value
-        elif key == "file":
-            upload = (value.filename or "", await value.read())
+        elif key == file_field:
+            uploads.append((value.filename or "", await value.read()))
         else:
-            raise BadRequest(f"unexpected file field {key!r}; send the image as 'file'", code="invalid_multipart")
-    return fields, upload
+            raise BadRequest(f"unexpected file field {key!r}; send images as {file_field!r}", code="invalid_multipart")
+    return fields, uploads

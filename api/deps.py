@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from api.events import JobEvents
 from api.fleet import Fleet
+from shared.batch_store import AsyncBatchStore
 from shared.manifests import ModelRepository
 from shared.settings import Settings
 from shared.store import AsyncJobStore
@@ -25,6 +26,7 @@ class ApiState:
     repository: ModelRepository
     publisher: Celery
     fleet: Fleet
+    batches: AsyncBatchStore
 
 
 def get_state(request: Request) -> ApiState:

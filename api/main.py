@@ -11,14 +11,15 @@ from api.deps import ApiState
 from api.errors import install_error_handlers
 from api.events import JobEvents
 from api.fleet import Fleet
-from api.routes import health, jobs, models
+from api.routes import batches, health, jobs, models
+from shared.batch_store import AsyncBatchStore
 from shared.celery_app import make_celery
 from shared.manifests import ModelRepository
 from shared.settings import Settings, get_settings
 from shared.store import AsyncJobStore, async_redis_client
 
-DESCRIPTION = """Asynchronous predictions: submit a job, then poll it, wait on it with
-`Prefer: wait=N`, or list jobs. Errors are `{"detail": ..., "code": ...}`."""
+DESCRIPTION = """Asynchronous predictions: submit a job or a batch, then poll it, wait on it with
+`Prefer: wait=N`, stream its events, or receive signed webhooks. Errors are `{"detail": ..., "code": ...}`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = async_redis_client(settings)
+        binary = async_redis_client(settings, decode_responses=False)
         events = JobEvents(async_redis_client(settings, max_connections=4))
         state = ApiState(
             settings=settings,
@@ -36,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             repository=ModelRepository(settings.models_dir),
             publisher=make_celery(settings, publisher=True),
             fleet=Fleet(client, settings.heartbeat_interval_s),
+            batches=AsyncBatchStore(client, binary, settings.job_ttl_s),
         )
         app.state.mlqueue = state
         events.start()
@@ -44,11 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await events.stop()
             await client.aclose()
+            await binary.aclose()
             await events.client.aclose()
 
     app = FastAPI(title="mlqueue", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(models.router)
     app.include_router(health.router)
     return app

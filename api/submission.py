@@ -1,28 +1,34 @@
-"""Creating a job: validate against the manifest, write the record, send the task, maybe wait."""
+"""Creating jobs: parse the request, validate against the manifest, write the record, send the tasks.
+
+Single jobs and batches share every step but the input handling. The record is always written
+before any task is sent, and a task that cannot be sent fails its job and answers 503.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from fastapi import Request
 from kombu.exceptions import OperationalError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from shared.ssrf import check_url
 
-from api.body import media_type, read_json, read_upload
+from api.body import media_type, read_form, read_json
 from api.deps import ApiState
-from shared.errors import InvalidInput, Unavailable, UnsupportedMediaType
+from shared.batch_store import chunk_bounds
+from shared.durations import parse_duration
+from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.images import preprocess_image
-from shared.jobs import Job, JobCreate, JobStatus, new_job_id
+from shared.jobs import BatchCreate, Job, JobCreate, JobKind, JobProgress, WebhookEvent, WebhookSpec, new_job_id
 from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.queues import TaskName
 
@@ -30,6 +36,29 @@ log = logging.getLogger(__name__)
 
 _WAIT_RE = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
 SEND_TIMEOUT_S = 5.0
+RESOLVE_TIMEOUT_S = 5.0
+FORM_FIELDS = {"version", "webhook", "webhook_events_filter"}
+
+
+@dataclass
+class Submission:
+    """One request to create a job: from a JSON body or a multipart upload, single or batch."""
+
+    version: int | None = None
+    input: Any = None  # single JSON job
+    inputs: list[Any] | None = None  # JSON batch
+    images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
+    webhook: str | None = None
+    webhook_events: list[WebhookEvent] | None = None
+    fingerprint: str = ""  # what Idempotency-Key compares
+
+
+@dataclass
+class Options:
+    """Request headers that shape a job."""
+
+    idempotency_key: str | None = None
+    cancel_after_s: float | None = None
 
 
 def parse_prefer_wait(header: str | None, max_wait_s: int) -> int:
@@ -38,138 +67,220 @@ def parse_prefer_wait(header: str | None, max_wait_s: int) -> int:
     return min(int(match.group(1)), max_wait_s) if match else 0
 
 
-def parse_json_submission(body: Any) -> Submission:
-    if not isinstance(body, dict):
-        raise InvalidInput('body must be a JSON object like {"input": ...}', code="invalid_request")
+def parse_cancel_after(header: str | None) -> float | None:
+    if header is None:
+        return None
     try:
-        request = JobCreate.model_validate(body)
+        seconds = parse_duration(header)
+    except ValueError as exc:
+        raise BadRequest(f"Cancel-After: {exc}", code="invalid_header") from exc
+    if seconds <= 0:
+        raise BadRequest("Cancel-After must be positive", code="invalid_header")
+    return seconds
+
+
+async def read_submission(request: Request, state: ApiState, *, batch: bool) -> Submission:
+    """A JSON body (tabular models) or a multipart upload (image models: ``file`` or ``files``)."""
+    settings = state.settings
+    limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
+    if media_type(request) == "multipart/form-data":
+        file_field, max_files = ("files", settings.max_batch_rows) if batch else ("file", 1)
+        fields, uploads = await read_form(request, limit, file_field=file_field, max_files=max_files)
+        sub = _form_submission(fields, uploads, file_field)
+    else:
+        body = await read_json(request, limit)
+        sub = _json_submission(body, BatchCreate if batch else JobCreate)
+    sub.fingerprint = hashlib.sha256(await request.body()).hexdigest()
+    return sub
+
+
+def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object", code="invalid_request")
+    try:
+        request = schema.model_validate(body)
     except ValidationError as exc:
-        raise InvalidInput(_describe(exc), code="invalid_request") from exc
-    return Submission(version=request.version, input=request.input)
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request") from exc
+    return Submission(
+        version=request.version,
+        input=getattr(request, "input", None),
+        inputs=getattr(request, "inputs", None),
+        webhook=request.webhook,
+        webhook_events=request.webhook_events_filter,
+    )
 
 
-def parse_form_submission(fields: dict[str, str], upload: tuple[str, bytes] | None) -> Submission:
-    if upload is None:
+def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], file_field: str) -> Submission:
+    if not uploads:
         raise InvalidInput(
-            "multipart request has no file: send the image as the form field 'file'", code="file_required"
+            f"multipart request has no file: send images as the form field '{file_field}'", code="file_required"
         )
-    unknown = sorted(set(fields) - {"version"})
+    unknown = sorted(set(fields) - FORM_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", code="invalid_request")
     version = fields.get("version")
     if version is not None and not (version.isdigit() and int(version) >= 1):
         raise InvalidInput("version must be a positive integer", code="invalid_request")
-    filename, data = upload
-    return Submission(version=int(version) if version else None, image=data, filename=filename)
+    events = None
+    if "webhook_events_filter" in fields:
+        try:
+            events = [WebhookEvent(e.strip()) for e in fields["webhook_events_filter"].split(",") if e.strip()]
+        except ValueError as exc:
+            raise InvalidInput(f"webhook_events_filter: {exc}", code="invalid_request") from exc
+    return Submission(
+        version=int(version) if version else None, images=uploads, webhook=fields.get("webhook"), webhook_events=events
+    )
 
 
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
-
-
-@dataclass
-class Submission:
-    """One prediction request, from a JSON body or a multipart upload."""
-
-    version: int | None = None
-    input: Any = None
-    image: bytes | None = None
-    filename: str | None = None
-
-    def fingerprint(self, model: str) -> str:
-        """What Idempotency-Key compares: same model, version and input (image bytes by hash)."""
-        image = hashlib.sha256(self.image).hexdigest() if self.image is not None else None
-        canonical = json.dumps(
-            {"model": model, "version": self.version, "input": self.input, "image": image},
-            sort_keys=True,
-            separators=(",", ":"),
+async def check_webhook(state: ApiState, sub: Submission) -> WebhookSpec | None:
+    """The SSRF guard at submission: a URL that resolves to a private address is a 422 now, not a
+    silent failure later (delivery checks again, and connects to the address it checked)."""
+    if sub.webhook is None:
+        return None
+    if not state.settings.webhook_secret:
+        raise InvalidInput(
+            "webhooks are not configured on this server (MLQUEUE_WEBHOOK_SECRET)", code="webhooks_not_configured"
         )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def read_submission(request: Request, limit: int) -> Submission:
-    """A JSON body (tabular models) or a multipart upload with ``file=`` (image models)."""
-    if media_type(request) == "multipart/form-data":
-        return parse_form_submission(*await read_upload(request, limit))
-    return parse_json_submission(await read_json(request, limit))
-
-
-async def prepare_input(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[Any, bytes | None]:
-    """Check the input against the manifest; an image is decoded and resized here, once, so the
-    worker receives ready pixels (the claim check) and never decodes."""
-    if isinstance(manifest.input, ImageInput):
-        if sub.image is None:
-            raise UnsupportedMediaType(
-                f"model {manifest.name} takes an image: send multipart/form-data with file=", code="image_required"
+    try:
+        with anyio.fail_after(RESOLVE_TIMEOUT_S):
+            await anyio.to_thread.run_sync(
+                functools.partial(check_url, sub.webhook, allow_private=state.settings.webhook_allow_private),
+                abandon_on_cancel=True,
             )
-        pixels = await anyio.to_thread.run_sync(
-            functools.partial(
-                preprocess_image,
-                sub.image,
-                width=manifest.input.width,
-                height=manifest.input.height,
-                max_pixels=state.settings.max_image_pixels,
-            )
-        )
-        return {"filename": (sub.filename or "")[:200], "bytes": len(sub.image)}, pixels
-    if sub.image is not None:
-        raise UnsupportedMediaType(f"model {manifest.name} takes JSON input, not a file upload", code="json_required")
-    validate_features(manifest, sub.input)
-    return sub.input, None
+    except TimeoutError as exc:
+        raise InvalidInput("webhook host did not resolve in time", code="webhook_url_refused") from exc
+    events = sub.webhook_events if sub.webhook_events is not None else list(WebhookEvent)
+    return WebhookSpec(url=sub.webhook, events=sorted({*events, WebhookEvent.COMPLETED}))
 
 
-async def create_job(state: ApiState, model: str, sub: Submission, idempotency_key: str | None) -> tuple[Job, bool]:
-    """Validate, write the record, then send the task. Returns (job, created)."""
+async def new_job(
+    state: ApiState, model: str, sub: Submission, options: Options, **fields: Any
+) -> tuple[ModelManifest, Job]:
+    """Resolve the version and build the record (not yet written)."""
     manifest = await state.fleet.resolve(state.repository, model, sub.version)
-    job_input, blob = await prepare_input(state, manifest, sub)
+    now = time.time()
     job = Job(
-        id=new_job_id(),
+        id=new_job_id(now),
         model=manifest.name,
         version=manifest.version,
         queue=await state.fleet.queue_for(manifest),
-        created_at=time.time(),
-        request_hash=sub.fingerprint(model) if idempotency_key else None,
+        created_at=now,
+        request_hash=sub.fingerprint if options.idempotency_key else None,
+        webhook=await check_webhook(state, sub),
+        deadline_at=now + options.cancel_after_s if options.cancel_after_s else None,
+        **fields,
     )
-    job, created = await state.store.create(job, job_input, idempotency_key, blob=blob)
+    return manifest, job
+
+
+async def decode_image(state: ApiState, manifest: ModelManifest, data: bytes) -> bytes:
+    """Decode and resize once, here, so workers receive ready pixels (the claim check)."""
+    assert isinstance(manifest.input, ImageInput)
+    return await anyio.to_thread.run_sync(
+        functools.partial(
+            preprocess_image,
+            data,
+            width=manifest.input.width,
+            height=manifest.input.height,
+            max_pixels=state.settings.max_image_pixels,
+        )
+    )
+
+
+def check_input_kind(manifest: ModelManifest, sub: Submission) -> None:
+    if isinstance(manifest.input, ImageInput) and not sub.images:
+        raise UnsupportedMediaType(
+            f"model {manifest.name} takes images: send multipart/form-data", code="image_required"
+        )
+    if not isinstance(manifest.input, ImageInput) and sub.images:
+        raise UnsupportedMediaType(f"model {manifest.name} takes JSON input, not a file upload", code="json_required")
+
+
+async def create_job(state: ApiState, model: str, sub: Submission, options: Options) -> tuple[Job, bool]:
+    """One prediction. Returns (job, created): an Idempotency-Key replay returns the first job."""
+    manifest, job = await new_job(state, model, sub, options)
+    check_input_kind(manifest, sub)
+    blob = None
+    if sub.images:
+        filename, data = sub.images[0]
+        blob = await decode_image(state, manifest, data)
+        job_input: Any = {"filename": filename[:200], "bytes": len(data)}
+    else:
+        validate_features(manifest, sub.input)
+        job_input = sub.input
+    job, created = await state.store.create(job, job_input, options.idempotency_key, blob=blob)
     if created:
-        await send_task(state, job)
+        await send_tasks(state, job, [(TaskName.PREDICT, [job.id])])
         log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
     return job, created
 
 
-async def send_task(state: ApiState, job: Job) -> None:
+async def create_batch(state: ApiState, model: str, sub: Submission, options: Options) -> tuple[Job, bool]:
+    """Many inputs as one job, split into chunks that workers run in parallel. Rows are checked
+    one by one by the workers: a bad row fails that item, not the batch."""
+    total = len(sub.images) or len(sub.inputs or ())
+    if total > state.settings.max_batch_rows:
+        raise InvalidInput(
+            f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code="batch_too_large"
+        )
+    is_image = bool(sub.images)
+    chunk_size = state.settings.batch_chunk_images if is_image else state.settings.batch_chunk_rows
+    bounds = chunk_bounds(total, chunk_size)
+    manifest, job = await new_job(
+        state,
+        model,
+        sub,
+        options,
+        kind=JobKind.BATCH,
+        progress=JobProgress(total=total),
+        chunks=len(bounds),
+        chunk_size=chunk_size,
+    )
+    check_input_kind(manifest, sub)
+    rows, images = await _batch_rows(state, manifest, sub)
+    job, created = await state.store.create(job, None, options.idempotency_key)
+    if not created:
+        return job, False
+    try:
+        await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images)
+    except Exception as exc:
+        await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
+        raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
+    await send_tasks(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
+    log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
+    return job, True
+
+
+async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[list[Any], dict[int, bytes]]:
+    """JSON rows as they are; images decoded now (one that fails becomes that item's error)."""
+    if not sub.images:
+        return list(sub.inputs or ()), {}
+    rows: list[Any] = []
+    images: dict[int, bytes] = {}
+    for index, (_, data) in enumerate(sub.images):
+        try:
+            images[index] = await decode_image(state, manifest, data)
+            rows.append({"image": index})
+        except MlqueueError as exc:
+            rows.append({"error": {"code": exc.code, "message": exc.detail}})
+    return rows, images
+
+
+async def send_tasks(state: ApiState, job: Job, tasks: Sequence[tuple[str, list[Any]]]) -> None:
+    """Send the job's tasks (task id = job id, or job id + chunk) from a thread: kombu blocks."""
+
     def send() -> None:
-        state.publisher.send_task(TaskName.PREDICT, args=[job.id], queue=job.queue, task_id=job.id)
+        for name, args in tasks:
+            task_id = job.id if len(args) == 1 else f"{job.id}.{args[1]}"
+            state.publisher.send_task(name, args=args, queue=job.queue, task_id=task_id)
 
     try:
-        with anyio.fail_after(SEND_TIMEOUT_S):
+        with anyio.fail_after(SEND_TIMEOUT_S + len(tasks) * 0.05):
             await anyio.to_thread.run_sync(send, abandon_on_cancel=True)
     except (OperationalError, OSError, TimeoutError) as exc:
         log.error("job.enqueue_failed error=%s", exc)
         with contextlib.suppress(Exception):  # Redis is likely down too; the 503 is what matters
             await state.store.fail_unsent(job.id, "the broker could not be reached")
         raise Unavailable("the job queue is unavailable; retry later", code="broker_unavailable") from exc
-
-
-async def wait_for_terminal(state: ApiState, job: Job, timeout_s: float) -> Job:
-    """Hold until the job is terminal or the timeout passes, woken by events (no polling)."""
-    if timeout_s <= 0 or job.status.is_terminal():
-        return job
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    with state.events.subscribe(job.id) as events:
-        job = await state.store.get(job.id)  # it may have finished before we subscribed
-        while not job.status.is_terminal():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                event = await asyncio.wait_for(events.get(), remaining)
-            except TimeoutError:
-                break
-            status = event.get("status")
-            if event.get("resync") or (status and JobStatus(status).is_terminal()):
-                job = await state.store.get(job.id)
-    return job

@@ -49,6 +49,32 @@ class JobProgress(BaseModel):
     failed: int = 0
 
 
+class WebhookEvent(StrEnum):
+    STARTED = "job.started"
+    PROGRESS = "job.progress"  # throttled: at most one per 500 ms per job
+    COMPLETED = "job.completed"  # any terminal state; always sent
+
+
+class WebhookSpec(BaseModel):
+    url: str
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WebhookEvent))
+
+    def wants(self, event: WebhookEvent) -> bool:
+        return event is WebhookEvent.COMPLETED or event in self.events
+
+
+class WebhookDelivery(BaseModel):
+    """One delivery attempt, as logged on the job."""
+
+    webhook_id: str
+    event: WebhookEvent
+    attempt: int
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+
+
 class Job(BaseModel):
     """The stored record (minus the input, which is kept apart and never returned)."""
 
@@ -66,11 +92,41 @@ class Job(BaseModel):
     progress: JobProgress | None = None
     metrics: JobMetrics = Field(default_factory=JobMetrics)
     request_hash: str | None = None
+    webhook: WebhookSpec | None = None
+    deliveries: list[WebhookDelivery] = []
+    deadline_at: float | None = None  # Cancel-After: aborted if not started by then, canceled if running
+    cached: bool = False
+    chunks: int | None = None  # batch jobs: how many chunks the inputs were split into
+    chunk_size: int | None = None
+
+
+def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
+    """Cancel-After: a job not started by its deadline is ``aborted``; one still running is ``canceled``.
+    Returns (statuses it may move from, fields to set), or None when the deadline does not apply."""
+    if job.deadline_at is None or now < job.deadline_at or job.status.is_terminal():
+        return None
+    started = job.status is JobStatus.RUNNING
+    return (job.status,), {
+        "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
+        "completed_at": now,
+        "error": {
+            "code": "deadline_exceeded",
+            "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
+        },
+    }
 
 
 class JobUrls(BaseModel):
     get: str
     cancel: str
+    events: str
+    results: str | None = None
+
+
+class WebhookPublic(BaseModel):
+    url: str
+    events: list[WebhookEvent]
+    deliveries: list[WebhookDelivery]
 
 
 class JobPublic(BaseModel):
@@ -89,13 +145,26 @@ class JobPublic(BaseModel):
     progress: JobProgress | None
     metrics: JobMetrics
     urls: JobUrls
+    webhook: WebhookPublic | None = None
+    deadline_at: datetime | None = None
+    cached: bool = False
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
         base = f"/v1/jobs/{job.id}"
+        urls = JobUrls(
+            get=base,
+            cancel=f"{base}/cancel",
+            events=f"{base}/events",
+            results=f"{base}/results" if job.kind is JobKind.BATCH else None,
+        )
+        webhook = None
+        if job.webhook is not None:
+            webhook = WebhookPublic(url=job.webhook.url, events=job.webhook.events, deliveries=job.deliveries)
         return cls(
-            **job.model_dump(exclude={"request_hash", "queue"}),
-            urls=JobUrls(get=base, cancel=f"{base}/cancel"),
+            **job.model_dump(exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size"}),
+            urls=urls,
+            webhook=webhook,
         )
 
 
@@ -136,3 +205,18 @@ class JobCreate(BaseModel):
 
     input: Any = Field(..., description="A named object of features or a positional array.")
     version: int | None = Field(None, ge=1, description="Pin a model version; the newest serves otherwise.")
+    webhook: str | None = Field(None, max_length=2048, description="URL called with signed job events.")
+    webhook_events_filter: list[WebhookEvent] | None = Field(
+        None, description="Events to send; job.completed is always sent."
+    )
+
+
+class BatchCreate(BaseModel):
+    """The JSON body of ``POST /v1/models/{model}/batches``."""
+
+    model_config = {"extra": "forbid"}
+
+    inputs: list[Any] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")
+    version: int | None = Field(None, ge=1)
+    webhook: str | None = Field(None, max_length=2048)
+    webhook_events_filter: list[WebhookEvent] | None = None

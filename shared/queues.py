@@ -8,10 +8,16 @@ from enum import StrEnum
 class Queue(StrEnum):
     CPU = "cpu"
     GPU = "gpu"
+    WEBHOOKS = "webhooks"  # deliveries have their own queue and workers: a dead receiver never slows inference
+
+
+MODEL_QUEUES = (Queue.CPU, Queue.GPU)
 
 
 class TaskName(StrEnum):
     PREDICT = "mlqueue.predict"
+    PREDICT_CHUNK = "mlqueue.predict_chunk"
+    DELIVER_WEBHOOK = "mlqueue.deliver_webhook"
 
 
 class ControlCommand(StrEnum):

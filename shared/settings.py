@@ -43,6 +43,19 @@ class Settings(BaseSettings):
     # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
     visibility_timeout_s: int = Field(600, ge=1)
 
+    # Batches
+    max_batch_rows: int = Field(100_000, ge=1)
+    max_batch_body_bytes: int = Field(128 * 1024 * 1024, ge=1024)
+    batch_chunk_rows: int = Field(2_000, ge=1)  # rows per chunk task
+    batch_chunk_images: int = Field(32, ge=1)
+
+    # Webhooks (Standard Webhooks). The secret has no default outside ``make run``, which generates one.
+    webhook_secret: str | None = None  # "whsec_..." (base64 after the prefix)
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,24h"
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_allow_private: bool = False  # local development and tests only
+    webhook_concurrency: int = Field(32, ge=1)
+
     log_format: str = "console"  # console | json
     log_level: str = "INFO"
 

@@ -2,6 +2,7 @@
 
 Layout (every key has a TTL):
     mlqueue:job:{id}        hash; ``status`` raw, every other field JSON; TTL = job TTL
+    mlqueue:job:{id}:deliveries  list of webhook delivery attempts (JSON)
     mlqueue:tomb:{id}       the model name; outlives the job so an old id answers 410, not 404
     mlqueue:jobs            sorted set of ids, all score 0, so lexical order = creation order
     mlqueue:jobs:m:{model}  the same, per model
@@ -26,7 +27,7 @@ import redis
 import redis.asyncio as aredis
 
 from shared.errors import Conflict, Gone, NotFound
-from shared.jobs import Job, JobStatus, min_job_id_at
+from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.settings import Settings
 
 PREFIX = "mlqueue"
@@ -37,6 +38,10 @@ LIST_SCAN_CAP = 2000  # most index entries one list call examines before returni
 
 def job_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
+
+
+def deliveries_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:deliveries"
 
 
 def tomb_key(job_id: str) -> str:
@@ -77,14 +82,26 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     return {k: (v.value if k == "status" else json.dumps(v, allow_nan=False)) for k, v in fields.items()}
 
 
-def decode_job(raw: dict[str, str]) -> Job:
-    data = {k: (v if k == "status" else json.loads(v)) for k, v in raw.items() if k not in _PRIVATE_FIELDS}
+_PROGRESS_FIELDS = ("progress_total", "progress_done", "progress_failed")
+
+
+def decode_job(raw: dict[str, str], deliveries: list[str] | None = None) -> Job:
+    data: dict[str, Any] = {
+        k: (v if k == "status" else json.loads(v)) for k, v in raw.items() if k not in _PRIVATE_FIELDS
+    }
+    if "progress_total" in data:  # counters kept flat so chunks can HINCRBY them
+        total, done, failed = (data.pop(f) for f in _PROGRESS_FIELDS)
+        data["progress"] = {"total": total, "done": done, "failed": failed}
+    if deliveries:
+        data["deliveries"] = [json.loads(d) for d in deliveries]
     return Job.model_validate(data)
 
 
 def job_fields(job: Job) -> dict[str, Any]:
-    fields = job.model_dump(mode="json", exclude_none=True)
+    fields = job.model_dump(mode="json", exclude_none=True, exclude={"progress", "deliveries"})
     fields["status"] = job.status
+    if job.progress is not None:
+        fields.update(zip(_PROGRESS_FIELDS, (job.progress.total, job.progress.done, job.progress.failed), strict=True))
     return fields
 
 
@@ -170,9 +187,12 @@ class AsyncJobStore:
         raise Conflict("the request with this Idempotency-Key is still being created", code="idempotency_in_flight")
 
     async def get(self, job_id: str) -> Job:
-        raw = await self.r.hgetall(job_key(job_id))
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(job_key(job_id))
+            pipe.lrange(deliveries_key(job_id), 0, -1)
+            raw, deliveries = await pipe.execute()
         if raw:
-            return decode_job(raw)
+            return decode_job(raw, deliveries)
         if await self.r.exists(tomb_key(job_id)):
             raise Gone(f"job {job_id} has expired")
         raise NotFound(f"no job with id {job_id}", code="job_not_found")
@@ -247,8 +267,20 @@ class JobStore:
         self._transition = client.register_script(TRANSITION_LUA)
 
     def get(self, job_id: str) -> Job | None:
-        raw = self.r.hgetall(job_key(job_id))
-        return decode_job(raw) if raw else None
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(job_key(job_id))
+            pipe.lrange(deliveries_key(job_id), 0, -1)
+            raw, deliveries = pipe.execute()
+        return decode_job(raw, deliveries) if raw else None
+
+    def record_delivery(self, job_id: str, delivery: WebhookDelivery) -> None:
+        """Append one webhook attempt to the job's delivery log (kept as long as the job)."""
+        key = deliveries_key(job_id)
+        ttl = self.r.ttl(job_key(job_id))
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, delivery.model_dump_json())
+            pipe.expire(key, ttl if ttl and ttl > 0 else 3600)
+            pipe.execute()
 
     def get_input(self, job_id: str) -> Any:
         """The job's input; a claim check is resolved to its bytes (None if they expired)."""

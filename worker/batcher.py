@@ -1,10 +1,12 @@
 """Dynamic batching: jobs for the same model that arrive together run as one forward pass.
 
-Each task thread hands its prepared input to the model's batcher and blocks on a future. One
-thread per model takes whatever is waiting (up to ``max_batch_size``), runs it, and fans the
-results back. A lone job runs at once; under load, jobs that arrive during a forward pass form
-the next batch, so batches grow with load without a fixed delay. ``max_delay_ms`` adds a short
-wait for stragglers only when a batch is not full and more jobs are already in flight.
+Each task thread hands its prepared inputs (one for a single job, many for a batch chunk) to the
+model's batcher and blocks on a future. One thread per model takes whatever is waiting, up to
+``max_batch_size`` inputs, runs it, and fans the results back. A lone job runs at once; under
+load, jobs that arrive during a forward pass form the next batch, so batches grow with load
+without a fixed delay. ``max_delay_ms`` adds a short wait for stragglers only when a batch is
+not full and more jobs are already in flight. Units are never split, so a batch chunk larger
+than ``max_batch_size`` runs as one pass of its own.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from worker.families import Predictor
 
 log = logging.getLogger(__name__)
 
+Unit = tuple[list[Any], Future]
+
 
 class Batcher:
     def __init__(self, predictor: Predictor, max_batch_size: int, max_delay_ms: float) -> None:
         self.predictor = predictor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_ms / 1000
-        self._queue: queue.SimpleQueue[tuple[Any, Future]] = queue.SimpleQueue()
-        self._in_flight = 0  # submitted and not yet answered
+        self._queue: queue.SimpleQueue[Unit] = queue.SimpleQueue()
+        self._in_flight = 0  # units submitted and not yet answered
         self._lock = threading.Lock()
         self.batch_sizes: list[int] = []  # recent sizes, for metrics and tests
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
@@ -35,54 +39,61 @@ class Batcher:
 
     def run(self, prepared: Any) -> tuple[dict[str, Any], float]:
         """Predict one prepared input; returns (output, milliseconds of the forward pass)."""
+        (result,), elapsed_ms = self.run_many([prepared])
+        if isinstance(result, BaseException):
+            raise result
+        return result, elapsed_ms
+
+    def run_many(self, prepared: list[Any]) -> tuple[list[Any], float]:
+        """Predict many; each result is an output or the exception that item raised."""
         future: Future = Future()
         with self._lock:
             self._in_flight += 1
         self._queue.put((prepared, future))
         return future.result()
 
-    def _collect(self) -> list[tuple[Any, Future]]:
-        batch = [self._queue.get()]
+    def _collect(self) -> list[Unit]:
+        units = [self._queue.get()]
+        size = len(units[0][0])
         deadline = time.monotonic() + self.max_delay_s
-        while len(batch) < self.max_batch_size:
+        while size < self.max_batch_size:
             try:
-                batch.append(self._queue.get_nowait())
-                continue
+                unit = self._queue.get_nowait()
             except queue.Empty:
-                pass
-            with self._lock:
-                stragglers = self._in_flight > len(batch)
-            remaining = deadline - time.monotonic()
-            if not stragglers or remaining <= 0:
-                break
-            try:
-                batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+                with self._lock:
+                    stragglers = self._in_flight > len(units)
+                remaining = deadline - time.monotonic()
+                if not stragglers or remaining <= 0:
+                    break
+                try:
+                    unit = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            units.append(unit)
+            size += len(unit[0])
+        return units
 
     def _loop(self) -> None:
         while True:
-            batch = self._collect()
-            inputs = [item for item, _ in batch]
+            units = self._collect()
+            inputs = [item for items, _ in units for item in items]
             started = time.perf_counter()
             try:
                 outputs: list[Any] = self.predictor.predict_batch(inputs)
             except Exception:  # noqa: BLE001 - isolate the item that broke the batch
                 outputs = [self._predict_one(item) for item in inputs]
             elapsed_ms = (time.perf_counter() - started) * 1000
-            self.batch_sizes = [*self.batch_sizes[-999:], len(batch)]
+            self.batch_sizes = [*self.batch_sizes[-999:], len(inputs)]
             with self._lock:
-                self._in_flight -= len(batch)
-            for (_, future), output in zip(batch, outputs, strict=True):
-                if isinstance(output, BaseException):
-                    future.set_exception(output)
-                else:
-                    future.set_result((output, elapsed_ms))
+                self._in_flight -= len(units)
+            offset = 0
+            for items, future in units:
+                future.set_result((outputs[offset : offset + len(items)], elapsed_ms))
+                offset += len(items)
 
     def _predict_one(self, item: Any) -> Any:
         try:
             return self.predictor.predict_batch([item])[0]
-        except Exception as exc:  # becomes this job's error
+        except Exception as exc:  # becomes this item's error
             log.exception("model.predict_failed model=%s", self.predictor.manifest.name)
             return exc

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.batch_store import BatchStore
+from shared.jobs import Job, WebhookEvent
 from shared.manifests import ModelRepository
 from shared.settings import Settings
 from shared.store import JobStore, redis_client
@@ -27,6 +30,9 @@ class WorkerContext:
     settings: Settings
     store: JobStore
     runtime: ModelRuntime
+    batches: BatchStore
+    # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
+    notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
 
 
 _context: WorkerContext | None = None
@@ -42,14 +48,21 @@ def cap_threads(settings: Settings) -> int:
     return threads
 
 
-def init_context(settings: Settings) -> WorkerContext:
-    """Load every model (verified, warmed up). Called once per process, after the pool exists."""
+def init_context(settings: Settings, load_models: bool = True) -> WorkerContext:
+    """Load every model (verified, warmed up). Called once per process, after the pool exists.
+    ``load_models=False`` for a worker that consumes no model queue (e.g. webhooks only)."""
     global _context
     runtime = ModelRuntime(ModelRepository(settings.models_dir))
-    runtime.load_all()
-    store = JobStore(redis_client(settings), redis_client(settings, decode=False))
-    _context = WorkerContext(settings, store, runtime)
+    if load_models:
+        runtime.load_all()
+    _context = connect(settings, runtime)
     return _context
+
+
+def connect(settings: Settings, runtime: ModelRuntime) -> WorkerContext:
+    """The Redis side of a worker context (tests build contexts with it too)."""
+    text, binary = redis_client(settings), redis_client(settings, decode=False)
+    return WorkerContext(settings, JobStore(text, binary), runtime, BatchStore(text, binary, settings.job_ttl_s))
 
 
 def current() -> WorkerContext:

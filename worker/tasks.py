@@ -6,25 +6,37 @@ import redis
 
 from shared.logging import job_id_var
 from shared.queues import TaskName
+from worker.batches import run_chunk
 from worker.celery_app import app
 from worker.context import current
 from worker.execution import run_job
 
+# Rule 5: retry only what may succeed next time (Redis blips), never bad input.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
+COMMON = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "max_retries": 10,
+    "ignore_result": True,
+}
 
-@app.task(
-    name=TaskName.PREDICT,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    # Rule 5: retry only what may succeed next time (Redis blips), never bad input.
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=10,
-    ignore_result=True,
-)
+
+@app.task(name=TaskName.PREDICT, **COMMON)
 def predict(job_id: str) -> None:
     token = job_id_var.set(job_id)
     try:
         run_job(job_id, current())
+    finally:
+        job_id_var.reset(token)
+
+
+@app.task(name=TaskName.PREDICT_CHUNK, **COMMON)
+def predict_chunk(job_id: str, chunk: int) -> None:
+    token = job_id_var.set(job_id)
+    try:
+        run_chunk(job_id, chunk, current())
     finally:
         job_id_var.reset(token)

@@ -1,56 +1,52 @@
-"""Job routes: create, read, list, cancel."""
+"""Job routes: create, read, list, cancel, results, events, webhook redelivery."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from api.deps import StateDep
+from api.lifecycle import cancel_job as cancel
+from api.lifecycle import read_job as read
+from api.lifecycle import redeliver, wait_for_terminal
+from api.streams import job_event_stream, results_page, results_stream
+from api.submission import Options, parse_cancel_after, parse_prefer_wait, read_submission
 from api.submission import create_job as submit
-from api.submission import parse_prefer_wait, read_submission, wait_for_terminal
 from shared.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
-JOB_CREATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": JobCreate.model_json_schema()},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, BMP or GIF"},
-                        "version": {"type": "integer", "minimum": 1},
-                    },
-                }
+
+def upload_body(file_field: str, json_schema: dict[str, Any], many: bool) -> dict[str, Any]:
+    """OpenAPI for a body that is JSON (tabular models) or multipart images (image models)."""
+    file_schema = {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, BMP or GIF"}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": json_schema},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [file_field],
+                        "properties": {
+                            file_field: {"type": "array", "items": file_schema} if many else file_schema,
+                            "version": {"type": "integer", "minimum": 1},
+                            "webhook": {"type": "string"},
+                            "webhook_events_filter": {"type": "string", "description": "comma-separated events"},
+                        },
+                    }
+                },
             },
-        },
+        }
     }
-}
 
 
-@router.post(
-    "/models/{model}/jobs",
-    status_code=202,
-    response_model=JobPublic,
-    openapi_extra=JOB_CREATE_BODY,
-    responses={200: {"model": JobPublic, "description": "finished within `Prefer: wait`"}},
-)
-async def create_job(
-    model: str,
-    request: Request,
-    response: Response,
-    state: StateDep,
-    prefer: Annotated[str | None, Header()] = None,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-) -> JobPublic:
-    """Submit one prediction; answers 202 at once, or 200 if it finishes within `Prefer: wait=N`."""
-    submission = await read_submission(request, state.settings.max_body_bytes)
-    job, created = await submit(state, model, submission, idempotency_key)
+async def respond(job_and_created: tuple, response: Response, prefer: str | None, state: StateDep) -> JobPublic:
+    """202 + Location, or 200 when the job finished within ``Prefer: wait``."""
+    job, created = job_and_created
     wait_s = parse_prefer_wait(prefer, state.settings.max_wait_s)
     if wait_s:
         job = await wait_for_terminal(state, job, wait_s)
@@ -63,6 +59,33 @@ async def create_job(
     return JobPublic.from_job(job)
 
 
+PreferHeader = Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result")]
+IdempotencyHeader = Annotated[str | None, Header(max_length=255)]
+CancelAfterHeader = Annotated[str | None, Header(description="deadline, e.g. `30s`")]
+
+
+@router.post(
+    "/models/{model}/jobs",
+    status_code=202,
+    response_model=JobPublic,
+    openapi_extra=upload_body("file", JobCreate.model_json_schema(), many=False),
+    responses={200: {"model": JobPublic, "description": "finished within `Prefer: wait`"}},
+)
+async def create_job(
+    model: str,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    prefer: PreferHeader = None,
+    idempotency_key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
+) -> JobPublic:
+    """Submit one prediction; answers 202 at once, or 200 if it finishes within `Prefer: wait=N`."""
+    options = Options(idempotency_key, parse_cancel_after(cancel_after))
+    submission = await read_submission(request, state, batch=False)
+    return await respond(await submit(state, model, submission, options), response, prefer, state)
+
+
 @router.get(
     "/jobs/{job_id}",
     response_model=JobPublic,
@@ -70,7 +93,7 @@ async def create_job(
 )
 async def read_job(job_id: str, state: StateDep) -> JobPublic:
     """Read a job: 404 for an id never seen, 410 for one whose data expired."""
-    return JobPublic.from_job(await state.store.get(job_id))
+    return JobPublic.from_job(await read(state, job_id))
 
 
 @router.get("/jobs", response_model=JobsPublic)
@@ -88,5 +111,37 @@ async def list_jobs(
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses={409: {"description": "already finished"}})
 async def cancel_job(job_id: str, state: StateDep) -> JobPublic:
-    """Cancel a queued or running job; a finished one answers 409."""
-    return JobPublic.from_job(await state.store.cancel(job_id))
+    """Cancel a queued or running job (a batch stops its remaining chunks); a finished one answers 409."""
+    return JobPublic.from_job(await cancel(state, job_id))
+
+
+@router.get("/jobs/{job_id}/results", responses={200: {"content": {"application/x-ndjson": {}}}})
+async def read_results(
+    job_id: str,
+    request: Request,
+    state: StateDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Any:
+    """A batch's results in input order, paged; `Accept: application/x-ndjson` streams all of them."""
+    job = await read(state, job_id)
+    if "application/x-ndjson" in request.headers.get("accept", ""):
+        return StreamingResponse(results_stream(state, job), media_type="application/x-ndjson")
+    return await results_page(state, job, offset, limit)
+
+
+@router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(job_id: str, request: Request, state: StateDep) -> StreamingResponse:
+    """Server-Sent Events: the job now, then each status or progress change, until it finishes."""
+    job = await read(state, job_id)  # 404 / 410 before the stream starts
+    return StreamingResponse(
+        job_event_stream(state, job, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/jobs/{job_id}/webhook/redeliver", status_code=202)
+async def redeliver_webhook(job_id: str, state: StateDep) -> dict[str, str]:
+    """Admin: send the finished job's `job.completed` event again."""
+    return {"webhook_id": await redeliver(state, job_id), "event": "job.completed"}

@@ -7,7 +7,7 @@ from shared.jobs import Job, JobStatus, new_job_id
 from shared.manifests import ModelRepository
 from shared.settings import REPO_ROOT
 from shared.store import AsyncJobStore, JobStore, async_redis_client, redis_client
-from worker.context import WorkerContext
+from worker.context import WorkerContext, connect
 from worker.execution import run_job
 from worker.runtime import ModelRuntime
 
@@ -28,7 +28,7 @@ def context(settings, runtime=None) -> WorkerContext:
     if runtime is None:
         runtime = ModelRuntime(ModelRepository(REPO_ROOT / "models"))
         runtime.load_all()
-    return WorkerContext(settings, JobStore(redis_client(settings)), runtime)
+    return connect(settings, runtime)
 
 
 def test_succeeds_with_metrics(redis_settings):
@@ -46,7 +46,7 @@ def test_a_second_delivery_of_a_finished_job_does_nothing(redis_settings):
     job_id = create(redis_settings, [5.1, 3.5, 1.4, 0.2])
     run_job(job_id, ctx)
     first = ctx.store.get(job_id)
-    assert run_job(job_id, ctx) == JobStatus.SUCCEEDED
+    assert run_job(job_id, ctx) is None  # did not run again
     assert ctx.store.get(job_id) == first
 
 

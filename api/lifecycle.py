@@ -1,0 +1,87 @@
+"""Reading and changing jobs after creation: deadlines enforced on read, cancel, webhook events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import anyio
+
+from api.deps import ApiState
+from shared.errors import Conflict
+from shared.jobs import Job, WebhookEvent, deadline_transition
+from shared.webhook_events import send_event
+
+log = logging.getLogger(__name__)
+
+
+async def notify(state: ApiState, job: Job, event: WebhookEvent) -> str | None:
+    """Queue a webhook event for ``job`` (if it has a webhook that wants it); returns its webhook id."""
+    if job.webhook is None or not job.webhook.wants(event):
+        return None
+    try:
+        return await anyio.to_thread.run_sync(send_event, state.publisher, job, event)
+    except Exception:  # the state change already happened; a lost event is logged, never a 500
+        log.exception("webhook.enqueue_failed event=%s", event.value)
+        return None
+
+
+async def read_job(state: ApiState, job_id: str) -> Job:
+    """The job, with its Cancel-After deadline applied if it has passed (no worker may be around to
+    do it: a job nobody started must still read ``aborted``)."""
+    job = await state.store.get(job_id)
+    change = deadline_transition(job, time.time())
+    if change is not None:
+        with contextlib.suppress(Conflict):  # a worker moved it meanwhile: its state stands
+            await state.store.transition(job_id, *change)
+            job = await state.store.get(job_id)
+            await notify(state, job, WebhookEvent.COMPLETED)
+        job = await state.store.get(job_id)
+    return job
+
+
+async def cancel_job(state: ApiState, job_id: str) -> Job:
+    job = await state.store.cancel(job_id)
+    await notify(state, job, WebhookEvent.COMPLETED)
+    return job
+
+
+async def redeliver(state: ApiState, job_id: str) -> str:
+    """Send the final event again (a new webhook id: it is a new delivery the receiver asked for)."""
+    job = await read_job(state, job_id)
+    if job.webhook is None:
+        raise Conflict(f"job {job_id} has no webhook", code="no_webhook")
+    if not job.status.is_terminal():
+        raise Conflict(
+            f"job {job_id} is {job.status.value}; only a finished job's event can be replayed", code="job_not_finished"
+        )
+    webhook_id = await notify(state, job, WebhookEvent.COMPLETED)
+    if webhook_id is None:
+        raise Conflict("the event could not be queued", code="redeliver_failed")
+    return webhook_id
+
+
+async def wait_for_terminal(state: ApiState, job: Job, timeout_s: float) -> Job:
+    """Hold until the job is terminal or the timeout passes, woken by events (no polling)."""
+    if timeout_s <= 0 or job.status.is_terminal():
+        return job
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout_s
+    if job.deadline_at is not None:  # wake at the Cancel-After deadline too, to report it
+        until = min(until, loop.time() + max(0.0, job.deadline_at - time.time()) + 0.01)
+    with state.events.subscribe(job.id) as events:
+        job = await read_job(state, job.id)  # it may have finished before we subscribed
+        while not job.status.is_terminal():
+            remaining = until - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                event = await asyncio.wait_for(events.get(), remaining)
+            except TimeoutError:
+                job = await read_job(state, job.id)
+                break
+            if event.get("resync") or event.get("status") != "running":
+                job = await read_job(state, job.id)
+    return job

@@ -1,0 +1,34 @@
+"""Batch routes: many inputs in one job, chunked across the workers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from api.deps import StateDep
+from api.routes.jobs import CancelAfterHeader, IdempotencyHeader, PreferHeader, respond, upload_body
+from api.submission import Options, parse_cancel_after, read_submission
+from api.submission import create_batch as submit
+from shared.jobs import BatchCreate, JobPublic
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+
+
+@router.post(
+    "/models/{model}/batches",
+    status_code=202,
+    response_model=JobPublic,
+    openapi_extra=upload_body("files", BatchCreate.model_json_schema(), many=True),
+)
+async def create_batch(
+    model: str,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    prefer: PreferHeader = None,
+    idempotency_key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
+) -> JobPublic:
+    """Submit many inputs as one job (`kind: batch`); `progress` counts items, results are paged."""
+    options = Options(idempotency_key, parse_cancel_after(cancel_after))
+    submission = await read_submission(request, state, batch=True)
+    return await respond(await submit(state, model, submission, options), response, prefer, state)

@@ -1,0 +1,32 @@
+"""Webhook events: built where the state changes (worker, or API on cancel), delivered by the
+``webhooks`` queue's workers. The payload is a snapshot of the job at the moment of the event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from shared.jobs import Job, JobPublic, WebhookEvent, new_job_id
+from shared.queues import Queue, TaskName
+
+
+def build_event(job: Job, event: WebhookEvent) -> dict[str, Any]:
+    """``{webhook_id, type, timestamp, data}``; the webhook id stays the same across retries, so
+    receivers can drop duplicates (Standard Webhooks ``webhook-id``)."""
+    return {
+        "webhook_id": f"msg_{new_job_id()}",
+        "type": event.value,
+        "timestamp": int(time.time()),
+        "data": JobPublic.from_job(job).model_dump(mode="json", exclude={"webhook"}),
+    }
+
+
+def send_event(sender: Celery, job: Job, event: WebhookEvent) -> str | None:
+    """Queue a delivery if the job has a webhook that wants this event; returns its webhook id."""
+    if job.webhook is None or not job.webhook.wants(event):
+        return None
+    message = build_event(job, event)
+    sender.send_task(TaskName.DELIVER_WEBHOOK, args=[job.id, message, 1], queue=Queue.WEBHOOKS.value)
+    return message["webhook_id"]

@@ -1,0 +1,95 @@
+"""Batch jobs through HTTP: chunked, ordered, per-item errors, progress, cancel, NDJSON."""
+
+import json
+import socket
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.api.helpers import consumption_paused, poll_until_terminal
+
+pytestmark = pytest.mark.integration
+
+IRIS = load_iris()
+
+
+def batch(client, inputs, **headers):
+    return client.post("/v1/models/iris/batches", json={"inputs": inputs}, headers=headers)
+
+
+def test_a_batch_returns_every_row_in_order_with_bad_rows_failing_alone(client):
+    rows = [list(map(float, r)) for r in IRIS.data[:30]]
+    rows[7] = [1.0, 2.0]  # wrong count
+    rows[12] = {"sepal_length": "x"}  # not a number, missing names
+    response = batch(client, rows, Prefer="wait=30")
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["kind"] == "batch" and job["status"] == "succeeded"
+    assert job["progress"] == {"total": 30, "done": 30, "failed": 2}
+    assert job["output"] == {"succeeded": 28, "failed": 2}
+    assert job["urls"]["results"] == f"/v1/jobs/{job['id']}/results"
+    page = client.get(job["urls"]["results"], params={"offset": 5, "limit": 10}).json()
+    assert [item["index"] for item in page["results"]] == list(range(5, 15))
+    assert page["next_offset"] == 15 and page["total"] == 30
+    by_index = {item["index"]: item for item in page["results"]}
+    assert by_index[7]["status"] == "failed" and "must have 4 values" in by_index[7]["error"]["message"]
+    assert by_index[12]["error"]["code"] == "invalid_input"
+    expected = IRIS.target_names[IRIS.target[5]]
+    assert by_index[5]["status"] == "succeeded" and by_index[5]["output"]["label"] == expected
+
+
+def test_ndjson_streams_all_results_in_input_order(client):
+    rows = [list(map(float, r)) for r in IRIS.data]
+    job = batch(client, rows, Prefer="wait=30").json()
+    with client.stream("GET", f"/v1/jobs/{job['id']}/results", headers={"Accept": "application/x-ndjson"}) as r:
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        items = [json.loads(line) for line in r.iter_lines() if line]
+    assert [i["index"] for i in items] == list(range(150))
+    accuracy = sum(i["output"]["class_index"] == t for i, t in zip(items, IRIS.target, strict=True)) / 150
+    assert accuracy > 0.95
+
+
+def test_canceling_a_batch_stops_its_remaining_chunks(client, stack):
+    rows = [list(map(float, IRIS.data[i % 150])) for i in range(5000)]
+    with consumption_paused(stack.redis.url, "worker@" + socket.gethostname()):
+        job = batch(client, rows).json()
+        canceled = client.post(f"/v1/jobs/{job['id']}/cancel").json()
+    assert canceled["status"] == "canceled"
+    client.post("/v1/models/iris/jobs", json={"input": rows[0]}, headers={"Prefer": "wait=10"})  # worker drained
+    final = client.get(f"/v1/jobs/{job['id']}").json()
+    assert final["status"] == "canceled" and final["progress"]["done"] == 0
+    page = client.get(f"/v1/jobs/{job['id']}/results", params={"limit": 3}).json()
+    assert {item["status"] for item in page["results"]} == {"pending"}
+
+
+def test_batch_bad_requests(client):
+    cases = [
+        ({"inputs": []}, 422, "invalid_request"),
+        ({"inputs": "rows"}, 422, "invalid_request"),
+        ({"input": [1, 2, 3, 4]}, 422, "invalid_request"),
+        ([[1, 2, 3, 4]], 422, "invalid_request"),
+    ]
+    for body, status, code in cases:
+        response = client.post("/v1/models/iris/batches", json=body)
+        assert (response.status_code, response.json()["code"]) == (status, code), body
+    response = client.post("/v1/models/iris/batches", content="{", headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    response = client.get("/v1/jobs/" + client.post("/v1/models/iris/jobs", json={"input": [1, 2, 3, 4]}).json()["id"]
+                          + "/results")
+    assert response.status_code == 409 and response.json()["code"] == "not_a_batch"
+
+
+def test_too_many_rows_is_refused(stack):
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        rows = [[1.0, 2.0, 3.0, 4.0]] * 100_001
+        response = client.post("/v1/models/iris/batches", json={"inputs": rows})
+        assert response.status_code == 422 and response.json()["code"] == "batch_too_large"
+
+
+def test_idempotent_batches(client):
+    rows = [[5.1, 3.5, 1.4, 0.2]] * 3
+    first = batch(client, rows, **{"Idempotency-Key": "batch-1"}).json()
+    again = batch(client, rows, **{"Idempotency-Key": "batch-1"})
+    assert again.json()["id"] == first["id"] and again.headers["idempotent-replayed"] == "true"
+    assert poll_until_terminal(client, first["id"])["progress"]["done"] == 3
