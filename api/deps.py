@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis.asyncio as aredis
 from celery import Celery
@@ -27,6 +27,8 @@ class ApiState:
     publisher: Celery
     fleet: Fleet
     batches: AsyncBatchStore
+    api_keys: dict[str, Any]  # sha256 → api.security.ApiKey
+    limiter: Any  # api.ratelimit.RateLimiter
 
 
 def get_state(request: Request) -> ApiState:

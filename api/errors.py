@@ -27,7 +27,7 @@ async def _mlqueue_error(request: Request, exc: MlqueueError) -> JSONResponse:
         return JSONResponse(
             {"id": job_id, "status": "expired", "detail": exc.detail, "code": exc.code}, status_code=exc.status_code
         )
-    return error_response(exc.status_code, exc.detail, exc.code)
+    return error_response(exc.status_code, exc.detail, exc.code, exc.headers or None)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

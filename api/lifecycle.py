@@ -10,7 +10,8 @@ import time
 import anyio
 
 from api.deps import ApiState
-from shared.errors import Conflict
+from api.security import Principal
+from shared.errors import Conflict, NotFound
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.webhook_events import send_event
 
@@ -28,10 +29,12 @@ async def notify(state: ApiState, job: Job, event: WebhookEvent) -> str | None:
         return None
 
 
-async def read_job(state: ApiState, job_id: str) -> Job:
+async def read_job(state: ApiState, job_id: str, principal: Principal | None = None) -> Job:
     """The job, with its Cancel-After deadline applied if it has passed (no worker may be around to
-    do it: a job nobody started must still read ``aborted``)."""
+    do it: a job nobody started must still read ``aborted``). Another key's job is a 404."""
     job = await state.store.get(job_id)
+    if principal is not None and not principal.can_see(job):
+        raise NotFound(f"no job with id {job_id}", code="job_not_found")
     change = deadline_transition(job, time.time())
     if change is not None:
         with contextlib.suppress(Conflict):  # a worker moved it meanwhile: its state stands
@@ -42,7 +45,8 @@ async def read_job(state: ApiState, job_id: str) -> Job:
     return job
 
 
-async def cancel_job(state: ApiState, job_id: str) -> Job:
+async def cancel_job(state: ApiState, job_id: str, principal: Principal) -> Job:
+    await read_job(state, job_id, principal)
     job = await state.store.cancel(job_id)
     await notify(state, job, WebhookEvent.COMPLETED)
     return job

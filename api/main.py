@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,12 +12,17 @@ from api.deps import ApiState
 from api.errors import install_error_handlers
 from api.events import JobEvents
 from api.fleet import Fleet
+from api.metrics import install_metrics
+from api.ratelimit import Limit, RateLimiter
 from api.routes import batches, health, jobs, models
+from api.security import parse_api_keys
 from shared.batch_store import AsyncBatchStore
 from shared.celery_app import make_celery
 from shared.manifests import ModelRepository
 from shared.settings import Settings, get_settings
 from shared.store import AsyncJobStore, async_redis_client
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """Asynchronous predictions: submit a job or a batch, then poll it, wait on it with
 `Prefer: wait=N`, stream its events, or receive signed webhooks. Errors are `{"detail": ..., "code": ...}`."""
@@ -24,6 +30,9 @@ DESCRIPTION = """Asynchronous predictions: submit a job or a batch, then poll it
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # Bad key or limit configuration stops the start-up here, not the first request.
+    api_keys = parse_api_keys(settings.api_keys)
+    limits = {"default": Limit.parse(settings.rate_limit), "batch": Limit.parse(settings.batch_rate_limit)}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,7 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             publisher=make_celery(settings, publisher=True),
             fleet=Fleet(client, settings.heartbeat_interval_s),
             batches=AsyncBatchStore(client, binary, settings.job_ttl_s),
+            api_keys=api_keys,
+            limiter=RateLimiter(client, limits),
         )
+        if not api_keys:
+            log.warning("auth.disabled: no MLQUEUE_API_KEYS configured; anyone who can reach the API can use it")
         app.state.mlqueue = state
         events.start()
         try:
@@ -52,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="mlqueue", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(models.router)

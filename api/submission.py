@@ -20,7 +20,6 @@ import anyio
 from fastapi import Request
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ValidationError
-from shared.ssrf import check_url
 
 from api.body import media_type, read_form, read_json
 from api.deps import ApiState
@@ -31,6 +30,7 @@ from shared.images import preprocess_image
 from shared.jobs import BatchCreate, Job, JobCreate, JobKind, JobProgress, WebhookEvent, WebhookSpec, new_job_id
 from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.queues import TaskName
+from shared.ssrf import check_url
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ class Options:
 
     idempotency_key: str | None = None
     cancel_after_s: float | None = None
+    owner: str | None = None  # the API key creating the job
+
+    @property
+    def idempotency_scope(self) -> str | None:
+        """Keys are per API key: two clients choosing the same key never collide."""
+        return None if self.idempotency_key is None else f"{self.owner or '-'}:{self.idempotency_key}"
 
 
 def parse_prefer_wait(header: str | None, max_wait_s: int) -> int:
@@ -170,6 +176,7 @@ async def new_job(
         request_hash=sub.fingerprint if options.idempotency_key else None,
         webhook=await check_webhook(state, sub),
         deadline_at=now + options.cancel_after_s if options.cancel_after_s else None,
+        owner=options.owner,
         **fields,
     )
     return manifest, job
@@ -210,7 +217,7 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
     else:
         validate_features(manifest, sub.input)
         job_input = sub.input
-    job, created = await state.store.create(job, job_input, options.idempotency_key, blob=blob)
+    job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob)
     if created:
         await send_tasks(state, job, [(TaskName.PREDICT, [job.id])])
         log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
@@ -240,7 +247,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     )
     check_input_kind(manifest, sub)
     rows, images = await _batch_rows(state, manifest, sub)
-    job, created = await state.store.create(job, None, options.idempotency_key)
+    job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
         return job, False
     try:

@@ -2,12 +2,15 @@
 
     MlqueueError
     ├── BadRequest            400  the content is malformed (not JSON, corrupt image)
+    ├── Unauthorized          401  no or unknown API key
+    ├── Forbidden             403  the key lacks the scope
     ├── NotFound              404  unknown model or job
     ├── Conflict              409  idempotency-key reuse, cancel of a finished job
     ├── Gone                  410  the job's data expired
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
     ├── InvalidInput          422  well-formed but does not fit the model's input schema
+    ├── TooManyRequests       429  rate limit; ``Retry-After`` says when to come back
     └── Unavailable           503  Redis or the broker cannot be reached
 
 The API maps them to ``{"detail": ..., "code": ...}`` in one handler; the worker turns
@@ -21,9 +24,10 @@ class MlqueueError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(self, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers or {}
         if code is not None:
             self.code = code
 
@@ -31,6 +35,16 @@ class MlqueueError(Exception):
 class BadRequest(MlqueueError):
     status_code = 400
     code = "bad_request"
+
+
+class Unauthorized(MlqueueError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(MlqueueError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(MlqueueError):
@@ -61,6 +75,11 @@ class UnsupportedMediaType(MlqueueError):
 class InvalidInput(MlqueueError):
     status_code = 422
     code = "invalid_input"
+
+
+class TooManyRequests(MlqueueError):
+    status_code = 429
+    code = "rate_limited"
 
 
 class Unavailable(MlqueueError):

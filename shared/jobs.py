@@ -96,6 +96,7 @@ class Job(BaseModel):
     deliveries: list[WebhookDelivery] = []
     deadline_at: float | None = None  # Cancel-After: aborted if not started by then, canceled if running
     cached: bool = False
+    owner: str | None = None  # the API key that created it (None when authentication is off)
     chunks: int | None = None  # batch jobs: how many chunks the inputs were split into
     chunk_size: int | None = None
 
@@ -162,7 +163,9 @@ class JobPublic(BaseModel):
         if job.webhook is not None:
             webhook = WebhookPublic(url=job.webhook.url, events=job.webhook.events, deliveries=job.deliveries)
         return cls(
-            **job.model_dump(exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size"}),
+            **job.model_dump(
+                exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size", "owner"}
+            ),
             urls=urls,
             webhook=webhook,
         )
@@ -196,6 +199,20 @@ def min_job_id_at(epoch_s: float) -> str:
     """The smallest id a job created at ``epoch_s`` can have (for trimming time-ordered indexes)."""
     value = int(epoch_s * 1000) << 80
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def job_id_created_at(job_id: str) -> float | None:
+    """When a job was created (epoch seconds), read from its id's first 10 characters; None when
+    ``job_id`` is not such an id (any other string, e.g. a UUID, is refused, never misread)."""
+    if len(job_id) != 26:
+        return None
+    ms = 0
+    for char in job_id[:10]:
+        digit = _CROCKFORD.find(char)
+        if digit < 0:
+            return None
+        ms = (ms << 5) | digit
+    return ms / 1000
 
 
 class JobCreate(BaseModel):

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=1)  # refused before decoding (decompression bombs)
 
+    # API keys: "name=<sha256 of the key>:scope|scope,..." (``make api-key`` prints an entry).
+    # With none configured, authentication is off (``make run`` says so loudly).
+    api_keys: str = ""
+    rate_limit: str = "600/minute"  # per API key (per client IP when auth is off)
+    batch_rate_limit: str = "30/minute"  # batch submissions, on top of the above
+
     # Redis socket timeouts: a dead Redis must become a 503 quickly, never a hang.
     redis_socket_timeout_s: float = Field(2.0, gt=0)
 
@@ -42,6 +48,9 @@ class Settings(BaseSettings):
     # Must exceed the longest time a message can sit reserved-but-unacked (prefetch + run),
     # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
     visibility_timeout_s: int = Field(600, ge=1)
+    # Prometheus metrics of this worker on http://<api_host>:<port>/metrics; 0 = disabled. Each worker
+    # process on one machine needs a port of its own.
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
 
     # Batches
     max_batch_rows: int = Field(100_000, ge=1)

@@ -6,6 +6,7 @@ Layout (every key has a TTL):
     mlqueue:tomb:{id}       the model name; outlives the job so an old id answers 410, not 404
     mlqueue:jobs            sorted set of ids, all score 0, so lexical order = creation order
     mlqueue:jobs:m:{model}  the same, per model
+    mlqueue:jobs:o:{owner}  the same, per API key
     mlqueue:idem:{key}      "{job_id} {request_hash}" for Idempotency-Key
     mlqueue:blob:{id}       an uploaded image, already decoded and resized (the claim check); deleted
                             when the job finishes
@@ -57,6 +58,10 @@ def blob_key(job_id: str) -> str:
 
 
 BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
+
+
+def owner_index(owner: str) -> str:
+    return f"{PREFIX}:jobs:o:{owner}"
 
 
 def idem_key(key: str) -> str:
@@ -166,7 +171,8 @@ class AsyncJobStore:
             pipe.hset(job_key(job.id), mapping=fields)
             pipe.expire(job_key(job.id), s.job_ttl_s)
             pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
-            for index in (INDEX_ALL, model_index(job.model)):
+            indexes = [INDEX_ALL, model_index(job.model)] + ([owner_index(job.owner)] if job.owner else [])
+            for index in indexes:
                 pipe.zadd(index, {job.id: 0})
                 pipe.expire(index, s.job_ttl_s)
                 pipe.zremrangebylex(index, "-", trim_below)
@@ -229,10 +235,10 @@ class AsyncJobStore:
             await self.transition(job_id, (JobStatus.QUEUED,), fields)
 
     async def list(
-        self, *, status: JobStatus | None, model: str | None, limit: int, cursor: str | None
+        self, *, status: JobStatus | None, model: str | None, limit: int, cursor: str | None, owner: str | None = None
     ) -> tuple[list[Job], str | None]:
-        """Jobs newest first; the cursor is the id of the last job of the previous page."""
-        index = model_index(model) if model else INDEX_ALL
+        """Jobs newest first (only ``owner``'s when given); the cursor is the last id of the previous page."""
+        index = owner_index(owner) if owner else model_index(model) if model else INDEX_ALL
         upper = f"({cursor}" if cursor else "+"
         found: list[Job] = []
         scanned = 0
@@ -250,7 +256,7 @@ class AsyncJobStore:
                     await self.r.zrem(index, job_id)  # aged out
                     continue
                 job = decode_job(raw)
-                if status is None or job.status == status:
+                if (status is None or job.status == status) and (model is None or job.model == model):
                     found.append(job)
                 if len(found) == limit:
                     return found, job.id

@@ -27,12 +27,13 @@ class Stack:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.env['MLQUEUE_API_PORT']}"
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """``env``: variables that override the stack's for this process only."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [sys.executable, *args],
                 cwd=REPO_ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -40,8 +41,8 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, name: str = "worker", *extra: str) -> subprocess.Popen:
-        return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra)
+    def start_worker(self, name: str = "worker", *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra, env=env)
 
     def start_api(self) -> subprocess.Popen:
         return self.start("api", "-m", "api")
@@ -96,6 +97,9 @@ def make_stack(tmp: Path, **settings: str) -> Stack:
             "MLQUEUE_WORKER_THREADS": "1",
             "MLQUEUE_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            # every test client is 127.0.0.1: the rate-limit tests set their own limits
+            "MLQUEUE_RATE_LIMIT": "1000000/minute",
+            "MLQUEUE_BATCH_RATE_LIMIT": "1000000/minute",
         }
     )
     env.update({f"MLQUEUE_{k.upper()}": v for k, v in settings.items()})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import StateDep
 from api.routes.jobs import CancelAfterHeader, IdempotencyHeader, PreferHeader, respond, upload_body
+from api.security import Principal, Scope, authorize
 from api.submission import Options, parse_cancel_after, read_submission
 from api.submission import create_batch as submit
 from shared.jobs import BatchCreate, JobPublic
@@ -24,11 +27,12 @@ async def create_batch(
     request: Request,
     response: Response,
     state: StateDep,
+    principal: Annotated[Principal, Depends(authorize(Scope.SUBMIT, batch=True))],
     prefer: PreferHeader = None,
     idempotency_key: IdempotencyHeader = None,
     cancel_after: CancelAfterHeader = None,
 ) -> JobPublic:
     """Submit many inputs as one job (`kind: batch`); `progress` counts items, results are paged."""
-    options = Options(idempotency_key, parse_cancel_after(cancel_after))
+    options = Options(idempotency_key, parse_cancel_after(cancel_after), principal.owner)
     submission = await read_submission(request, state, batch=True)
     return await respond(await submit(state, model, submission, options), response, prefer, state)

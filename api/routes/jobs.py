@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import StateDep
 from api.lifecycle import cancel_job as cancel
 from api.lifecycle import read_job as read
 from api.lifecycle import redeliver, wait_for_terminal
+from api.security import Principal, Scope, authorize
 from api.streams import job_event_stream, results_page, results_stream
 from api.submission import Options, parse_cancel_after, parse_prefer_wait, read_submission
 from api.submission import create_job as submit
@@ -62,6 +63,9 @@ async def respond(job_and_created: tuple, response: Response, prefer: str | None
 PreferHeader = Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result")]
 IdempotencyHeader = Annotated[str | None, Header(max_length=255)]
 CancelAfterHeader = Annotated[str | None, Header(description="deadline, e.g. `30s`")]
+Submitter = Annotated[Principal, Depends(authorize(Scope.SUBMIT))]
+Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
+Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
 
 
 @router.post(
@@ -76,12 +80,13 @@ async def create_job(
     request: Request,
     response: Response,
     state: StateDep,
+    principal: Submitter,
     prefer: PreferHeader = None,
     idempotency_key: IdempotencyHeader = None,
     cancel_after: CancelAfterHeader = None,
 ) -> JobPublic:
     """Submit one prediction; answers 202 at once, or 200 if it finishes within `Prefer: wait=N`."""
-    options = Options(idempotency_key, parse_cancel_after(cancel_after))
+    options = Options(idempotency_key, parse_cancel_after(cancel_after), principal.owner)
     submission = await read_submission(request, state, batch=False)
     return await respond(await submit(state, model, submission, options), response, prefer, state)
 
@@ -91,28 +96,30 @@ async def create_job(
     response_model=JobPublic,
     responses={404: {"description": "never seen"}, 410: {"description": "expired (tombstone)"}},
 )
-async def read_job(job_id: str, state: StateDep) -> JobPublic:
+async def read_job(job_id: str, state: StateDep, principal: Reader) -> JobPublic:
     """Read a job: 404 for an id never seen, 410 for one whose data expired."""
-    return JobPublic.from_job(await read(state, job_id))
+    return JobPublic.from_job(await read(state, job_id, principal))
 
 
 @router.get("/jobs", response_model=JobsPublic)
 async def list_jobs(
     state: StateDep,
+    principal: Reader,
     status: JobStatus | None = None,
     model: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9A-Z]+$")] = None,
 ) -> JobsPublic:
     """List jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    jobs, next_cursor = await state.store.list(status=status, model=model, limit=limit, cursor=cursor)
+    owner = None if principal.can_see_all else principal.owner
+    jobs, next_cursor = await state.store.list(status=status, model=model, limit=limit, cursor=cursor, owner=owner)
     return JobsPublic(jobs=[JobPublic.from_job(j) for j in jobs], next_cursor=next_cursor)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses={409: {"description": "already finished"}})
-async def cancel_job(job_id: str, state: StateDep) -> JobPublic:
+async def cancel_job(job_id: str, state: StateDep, principal: Submitter) -> JobPublic:
     """Cancel a queued or running job (a batch stops its remaining chunks); a finished one answers 409."""
-    return JobPublic.from_job(await cancel(state, job_id))
+    return JobPublic.from_job(await cancel(state, job_id, principal))
 
 
 @router.get("/jobs/{job_id}/results", responses={200: {"content": {"application/x-ndjson": {}}}})
@@ -120,20 +127,21 @@ async def read_results(
     job_id: str,
     request: Request,
     state: StateDep,
+    principal: Reader,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """A batch's results in input order, paged; `Accept: application/x-ndjson` streams all of them."""
-    job = await read(state, job_id)
+    job = await read(state, job_id, principal)
     if "application/x-ndjson" in request.headers.get("accept", ""):
         return StreamingResponse(results_stream(state, job), media_type="application/x-ndjson")
     return await results_page(state, job, offset, limit)
 
 
 @router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
-async def job_events(job_id: str, request: Request, state: StateDep) -> StreamingResponse:
+async def job_events(job_id: str, request: Request, state: StateDep, principal: Reader) -> StreamingResponse:
     """Server-Sent Events: the job now, then each status or progress change, until it finishes."""
-    job = await read(state, job_id)  # 404 / 410 before the stream starts
+    job = await read(state, job_id, principal)  # 404 / 410 before the stream starts
     return StreamingResponse(
         job_event_stream(state, job, request),
         media_type="text/event-stream",
@@ -142,6 +150,6 @@ async def job_events(job_id: str, request: Request, state: StateDep) -> Streamin
 
 
 @router.post("/jobs/{job_id}/webhook/redeliver", status_code=202)
-async def redeliver_webhook(job_id: str, state: StateDep) -> dict[str, str]:
+async def redeliver_webhook(job_id: str, state: StateDep, principal: Admin) -> dict[str, str]:
     """Admin: send the finished job's `job.completed` event again."""
     return {"webhook_id": await redeliver(state, job_id), "event": "job.completed"}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from api.deps import ApiState, StateDep
 from api.reload import reload_model as reload_everywhere
+from api.security import Principal, Scope, authorize
 from shared.manifests import ModelManifest
 
 router = APIRouter(prefix="/v1", tags=["models"])
+Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
+Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
 
 
 def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -44,19 +47,19 @@ async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any
 
 
 @router.get("/models")
-async def list_models(state: StateDep) -> dict[str, Any]:
+async def list_models(state: StateDep, principal: Reader) -> dict[str, Any]:
     """Every model: its versions, input schema, labels, threshold, metrics and where it is loaded."""
     return {"models": await model_entries(state, sorted(state.repository.models()))}
 
 
 @router.get("/models/{model}")
-async def read_model(model: str, state: StateDep) -> dict[str, Any]:
+async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str, Any]:
     """One model with all of its versions, newest first."""
     state.repository.get(model)  # 404 if unknown
     return (await model_entries(state, [model]))[0]
 
 
 @router.post("/models/{model}/reload")
-async def reload_model(model: str, state: StateDep) -> dict[str, Any]:
+async def reload_model(model: str, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: every live worker loads the versions now in the model repository; queued jobs keep running."""
     return await reload_everywhere(state, model)

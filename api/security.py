@@ -1,0 +1,104 @@
+"""API keys, scopes and who may see which job.
+
+Keys look like ``mlq_<name>_<secret>``; the server stores only their sha256 (``MLQUEUE_API_KEYS``).
+Scopes: ``submit`` (create and cancel jobs), ``read`` (read jobs and models), ``admin`` (everything,
+any key's jobs, reload, webhook redelivery). A key sees only the jobs it created; an admin sees all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from fastapi import Request, Response
+
+from api.deps import get_state
+from api.ratelimit import enforce
+from shared.errors import Forbidden, Unauthorized
+from shared.jobs import Job
+
+
+class Scope(StrEnum):
+    SUBMIT = "submit"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    scopes: frozenset[Scope]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key, or an anonymous client when authentication is off."""
+
+    key: ApiKey | None
+    client: str  # the rate-limit identity
+
+    @property
+    def owner(self) -> str | None:
+        return self.key.name if self.key else None
+
+    @property
+    def can_see_all(self) -> bool:
+        return self.key is None or Scope.ADMIN in self.key.scopes
+
+    def can_see(self, job: Job) -> bool:
+        return self.can_see_all or job.owner == self.key.name
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_api_keys(text: str) -> dict[str, ApiKey]:
+    """``name=<sha256>:scope|scope,...`` → {sha256: ApiKey}. Raises ValueError on a bad entry."""
+    keys: dict[str, ApiKey] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        name, _, rest = entry.partition("=")
+        digest, _, scopes = rest.partition(":")
+        if not name or len(digest) != 64 or not scopes:
+            raise ValueError(f"bad MLQUEUE_API_KEYS entry {entry[:40]!r}: expected name=<sha256>:scope|scope")
+        keys[digest.lower()] = ApiKey(name, frozenset(Scope(s) for s in scopes.split("|")))
+    return keys
+
+
+def generate_key(name: str, scopes: list[Scope]) -> tuple[str, str]:
+    """A new key and its ``MLQUEUE_API_KEYS`` entry. The key is shown once and never stored."""
+    key = f"mlq_{name}_{secrets.token_urlsafe(32)}"
+    return key, f"{name}={hash_key(key)}:{'|'.join(s.value for s in scopes)}"
+
+
+def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
+    client = request.client.host if request.client else "unknown"
+    if not keys:
+        return Principal(None, f"ip:{client}")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"})
+    digest = hash_key(token.strip())
+    for known, key in keys.items():  # constant-time compare against every configured hash
+        if hmac.compare_digest(known, digest):
+            return Principal(key, f"key:{key.name}")
+    raise Unauthorized("unknown API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency: the caller must hold ``scope`` (or admin); applies the rate limits too."""
+
+    async def dependency(request: Request, response: Response) -> Principal:
+        state = get_state(request)
+        principal = authenticate(request, state.api_keys)
+        if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:
+            raise Forbidden(f"this API key lacks the {scope.value!r} scope", code="insufficient_scope")
+        await enforce(state, principal.client, response, batch=batch)
+        return principal
+
+    return dependency
