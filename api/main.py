@@ -14,6 +14,7 @@ from api.events import JobEvents
 from api.fleet import Fleet
 from api.metrics import install_metrics
 from api.ratelimit import Limit, RateLimiter
+from api.request_id import RequestIdMiddleware
 from api.routes import batches, health, jobs, models
 from api.security import parse_api_keys
 from shared.batch_store import AsyncBatchStore
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="mlqueue", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
     install_metrics(app)
     app.include_router(jobs.router)
     app.include_router(batches.router)

@@ -28,6 +28,7 @@ from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.images import preprocess_image
 from shared.jobs import BatchCreate, Job, JobCreate, JobKind, JobProgress, WebhookEvent, WebhookSpec, new_job_id
+from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.queues import TaskName
 from shared.ssrf import check_url
@@ -278,10 +279,12 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
 async def send_tasks(state: ApiState, job: Job, tasks: Sequence[tuple[str, list[Any]]]) -> None:
     """Send the job's tasks (task id = job id, or job id + chunk) from a thread: kombu blocks."""
 
+    headers = {"request_id": request_id_var.get()}  # bound in the worker's logs too
+
     def send() -> None:
         for name, args in tasks:
             task_id = job.id if len(args) == 1 else f"{job.id}.{args[1]}"
-            state.publisher.send_task(name, args=args, queue=job.queue, task_id=task_id)
+            state.publisher.send_task(name, args=args, queue=job.queue, task_id=task_id, headers=headers)
 
     try:
         with anyio.fail_after(SEND_TIMEOUT_S + len(tasks) * 0.05):

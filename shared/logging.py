@@ -6,16 +6,29 @@ while they are set.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _CONTEXT = (("job_id", job_id_var), ("request_id", request_id_var))
+
+
+@contextlib.contextmanager
+def bound(job_id: str | None, request_id: str | None = None) -> Iterator[None]:
+    """Bind ids to every log record made inside (a task binds the job and the request it came from)."""
+    tokens = [(job_id_var, job_id_var.set(job_id)), (request_id_var, request_id_var.set(request_id))]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
 
 
 class _ContextFilter(logging.Filter):
@@ -60,6 +73,7 @@ def setup_logging(fmt: str = "console", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings (Celery's root-user one) as log records too
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task", "celery.worker"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from shared.logging import setup_logging
 from shared.settings import get_settings
 
 
@@ -15,9 +16,11 @@ def main(argv: list[str]) -> None:
     from worker.context import cap_threads
 
     cap_threads(settings)  # before anything imports numpy
+    setup_logging(settings.log_format, settings.log_level)  # before Celery's first words (and warnings)
     from worker.celery_app import app
 
     args = [
+        *(["--quiet"] if settings.log_format == "json" else []),  # the start-up banner is not JSON
         "worker",
         "--pool=threads",
         f"--concurrency={settings.worker_concurrency}",

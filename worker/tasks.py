@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import redis
+from celery import Task
 
-from shared.logging import job_id_var
+from shared.logging import bound
 from shared.queues import TaskName
 from worker.batches import run_chunk
 from worker.celery_app import app
@@ -24,19 +25,13 @@ COMMON = {
 }
 
 
-@app.task(name=TaskName.PREDICT, **COMMON)
-def predict(job_id: str) -> None:
-    token = job_id_var.set(job_id)
-    try:
+@app.task(name=TaskName.PREDICT, bind=True, **COMMON)
+def predict(self: Task, job_id: str) -> None:
+    with bound(job_id, self.request.get("request_id")):
         run_job(job_id, current())
-    finally:
-        job_id_var.reset(token)
 
 
-@app.task(name=TaskName.PREDICT_CHUNK, **COMMON)
-def predict_chunk(job_id: str, chunk: int) -> None:
-    token = job_id_var.set(job_id)
-    try:
+@app.task(name=TaskName.PREDICT_CHUNK, bind=True, **COMMON)
+def predict_chunk(self: Task, job_id: str, chunk: int) -> None:
+    with bound(job_id, self.request.get("request_id")):
         run_chunk(job_id, chunk, current())
-    finally:
-        job_id_var.reset(token)
