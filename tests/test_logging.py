@@ -45,7 +45,6 @@ def test_json_logs_carry_the_request_id_into_the_worker_and_never_the_input(tmp_
         assert str(SECRET_VALUE) not in stack.log(name)
     worker = [json.loads(line) for line in stack.log("worker").splitlines() if line.startswith("{")]
     mine = [r for r in worker if r.get("job_id") == job_id]
-    assert {"job.started model=iris version=1", "job.succeeded predict_ms=%s" % mine[-1]["event"].split("=")[-1]} <= {
-        r["event"] for r in mine
-    }
+    events = [r["event"] for r in mine]
+    assert "job.started model=iris version=1" in events and any(e.startswith("job.succeeded") for e in events)
     assert all(r.get("request_id") == "req-abc-123" for r in mine)
