@@ -1,5 +1,9 @@
 """The worker's Celery app. ``celery -A worker.celery_app`` (Flower too) imports this: it must
-stay light. Models load in the ``worker_init`` signal, in the one process that runs tasks."""
+stay light. Models load in the ``worker_init`` signal, in the one process that runs tasks.
+
+A worker that consumes no model queue loads no models; the webhook delivery workers are such:
+``MLQUEUE_WORKER_QUEUES=webhooks MLQUEUE_WORKER_CONCURRENCY=32 python -m worker``. Every worker
+that consumes ``webhooks`` also runs the retry scheduler (``worker.delayed``)."""
 
 from __future__ import annotations
 
@@ -13,16 +17,31 @@ from celery.worker.control import control_command
 
 from shared.celery_app import make_celery
 from shared.logging import setup_logging
-from shared.queues import ControlCommand
+from shared.queues import MODEL_QUEUES, ControlCommand, Queue
 from shared.settings import get_settings
 from shared.store import redis_client
 
 settings = get_settings()
 app = make_celery(settings)
-app.conf.include = ["worker.tasks"]
+app.conf.include = ["worker.tasks", "worker.webhook_tasks"]
 
 log = logging.getLogger(__name__)
 _heartbeat: Any = None
+_scheduler: Any = None
+_loads_models = True
+
+
+def _consumed_queues(sender: Any) -> set[str]:
+    """The queues this worker consumes (``-Q`` included), else those of the settings."""
+    try:
+        names = {q.name for q in sender.app.amqp.queues.consume_from.values()}
+    except AttributeError:
+        names = set()
+    return names or {q.strip() for q in settings.worker_queues.split(",") if q.strip()}
+
+
+def _serves_models(queues: set[str]) -> bool:
+    return any(q.value in queues for q in MODEL_QUEUES)
 
 
 @signals.setup_logging.connect
@@ -32,6 +51,7 @@ def _setup_logging(**_: Any) -> None:
 
 @signals.worker_init.connect
 def _load_models(sender: Any = None, **_: Any) -> None:
+    global _loads_models
     # Rule 1: TensorFlow is not fork-safe. Only single-process pools (threads, solo) are allowed,
     # so the models are loaded in the process that runs the tasks and nothing forks afterwards.
     pool = getattr(sender, "pool_cls", None)
@@ -41,10 +61,14 @@ def _load_models(sender: Any = None, **_: Any) -> None:
             "mlqueue workers run --pool=threads (or solo): TensorFlow is not fork-safe. "
             "Run one worker process per GPU / per machine and scale with more processes."
         )
+    from shared.webhook_events import send_event
     from worker.context import cap_threads, init_context
 
     cap_threads(settings)
-    init_context(settings)
+    # A worker on no model queue (webhooks only) loads no models: it never runs a prediction.
+    _loads_models = _serves_models(_consumed_queues(sender))
+    ctx = init_context(settings, load_models=_loads_models)
+    ctx.notify = lambda job, event: send_event(app, job, event)
 
 
 @signals.worker_ready.connect
@@ -52,18 +76,34 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     from worker.context import current
     from worker.heartbeat import Heartbeat
+    from worker.metrics import start_metrics_server
 
+    start_metrics_server(settings.worker_metrics_port, settings.api_host)  # 0 = off; binds like the API and Flower
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     runtime = current().runtime
     _heartbeat = Heartbeat(redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status)
     runtime.on_change = _heartbeat.beat
     _heartbeat.start()
+    if Queue.WEBHOOKS.value in queues:
+        _start_webhook_scheduler()
     log.info("worker.ready hostname=%s queues=%s", hostname, ",".join(queues))
+
+
+def _start_webhook_scheduler() -> None:
+    """Webhook retries wait in a Redis sorted set; this thread sends them again when due."""
+    global _scheduler
+    from worker.delayed import Scheduler
+    from worker.webhooks import retry_queue, send_attempt
+
+    queue = retry_queue(redis_client(settings), settings)
+    _scheduler = Scheduler(queue, lambda payload: send_attempt(app, payload)).start()
 
 
 @signals.worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
+    if _scheduler is not None:
+        _scheduler.stop()
     if _heartbeat is not None:
         _heartbeat.stop()
 
@@ -74,5 +114,7 @@ def _reload_models(state: Any, **_: Any) -> dict[str, str]:
     outcome (loaded, or failed and why) appears in this worker's presence."""
     from worker.context import current
 
+    if not _loads_models:
+        return {"ok": "no model queues"}  # a webhooks-only worker holds no models
     threading.Thread(target=current().runtime.load_all, name="reload", daemon=True).start()
     return {"ok": "reloading"}
