@@ -23,11 +23,26 @@ from pydantic import BaseModel, ValidationError
 
 from api.body import media_type, read_form, read_json
 from api.deps import ApiState
+from api.lifecycle import notify
+from api.metrics import record_job_created
+from shared import cache
 from shared.batch_store import chunk_bounds
+from shared.cache import cache_key
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.images import preprocess_image
-from shared.jobs import BatchCreate, Job, JobCreate, JobKind, JobProgress, WebhookEvent, WebhookSpec, new_job_id
+from shared.jobs import (
+    BatchCreate,
+    Job,
+    JobCreate,
+    JobKind,
+    JobMetrics,
+    JobProgress,
+    JobStatus,
+    WebhookEvent,
+    WebhookSpec,
+    new_job_id,
+)
 from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.queues import TaskName
@@ -215,13 +230,42 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         filename, data = sub.images[0]
         blob = await decode_image(state, manifest, data)
         job_input: Any = {"filename": filename[:200], "bytes": len(data)}
+        normalized: Any = blob
     else:
-        validate_features(manifest, sub.input)
+        normalized = validate_features(manifest, sub.input)
         job_input = sub.input
+    if manifest.deterministic and state.settings.cache_ttl_s:
+        key = cache_key(manifest.name, manifest.version, normalized)
+        output = await cache.lookup(state.redis, key, manifest.name)
+        if output is not None:
+            return await create_cached(state, job, output, options)
+        job.cache_key = key
     job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob)
     if created:
         await send_tasks(state, job, [(TaskName.PREDICT, [job.id])])
         log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
+        record_job_created(job.model, job.kind.value)
+    return job, created
+
+
+async def create_cached(state: ApiState, job: Job, output: Any, options: Options) -> tuple[Job, bool]:
+    """A cache hit: the job is written already succeeded and no task is sent."""
+    now = time.time()
+    total_ms = round((now - job.created_at) * 1000, 3)
+    job = job.model_copy(
+        update={
+            "status": JobStatus.SUCCEEDED,
+            "output": output,
+            "cached": True,
+            "started_at": job.created_at,
+            "completed_at": now,
+            "metrics": JobMetrics(queue_ms=0.0, predict_ms=0.0, total_ms=total_ms),
+        }
+    )
+    job, created = await state.store.create(job, None, options.idempotency_scope)
+    if created:
+        record_job_created(job.model, job.kind.value)
+        await notify(state, job, WebhookEvent.COMPLETED)
     return job, created
 
 
@@ -258,6 +302,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
         raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
     await send_tasks(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
     log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
+    record_job_created(job.model, job.kind.value)
     return job, True
 
 

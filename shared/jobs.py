@@ -96,6 +96,7 @@ class Job(BaseModel):
     deliveries: list[WebhookDelivery] = []
     deadline_at: float | None = None  # Cancel-After: aborted if not started by then, canceled if running
     cached: bool = False
+    cache_key: str | None = None  # where the worker stores the output (deterministic models)
     owner: str | None = None  # the API key that created it (None when authentication is off)
     chunks: int | None = None  # batch jobs: how many chunks the inputs were split into
     chunk_size: int | None = None
@@ -164,7 +165,7 @@ class JobPublic(BaseModel):
             webhook = WebhookPublic(url=job.webhook.url, events=job.webhook.events, deliveries=job.deliveries)
         return cls(
             **job.model_dump(
-                exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size", "owner"}
+                exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size", "owner", "cache_key"}
             ),
             urls=urls,
             webhook=webhook,

@@ -59,6 +59,8 @@ class ModelManifest(BaseModel):
     input: Annotated[FeaturesInput | ImageInput, Field(discriminator="type")]
     labels: list[str] = []
     threshold: float | None = None
+    # Same input, same output: results may be cached (False for a model with sampling or state).
+    deterministic: bool = True
     batching: Batching = Field(default_factory=Batching)
     artifact: str
     sha256: str

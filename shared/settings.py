@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # process on one machine needs a port of its own.
     worker_metrics_port: int = Field(0, ge=0, le=65535)
 
+    # Result cache for deterministic models (0 disables it)
+    cache_ttl_s: int = Field(3600, ge=0)
+
     # Batches
     max_batch_rows: int = Field(100_000, ge=1)
     max_batch_body_bytes: int = Field(128 * 1024 * 1024, ge=1024)

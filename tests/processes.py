@@ -100,6 +100,8 @@ def make_stack(tmp: Path, **settings: str) -> Stack:
             # every test client is 127.0.0.1: the rate-limit tests set their own limits
             "MLQUEUE_RATE_LIMIT": "1000000/minute",
             "MLQUEUE_BATCH_RATE_LIMIT": "1000000/minute",
+            # tests that need a job to stay queued resubmit the same input: the cache test turns it on
+            "MLQUEUE_CACHE_TTL_S": "0",
         }
     )
     env.update({f"MLQUEUE_{k.upper()}": v for k, v in settings.items()})

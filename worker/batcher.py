@@ -18,6 +18,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from worker import metrics as worker_metrics
 from worker.families import Predictor
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Batcher:
             except Exception:  # noqa: BLE001 - isolate the item that broke the batch
                 outputs = [self._predict_one(item) for item in inputs]
             elapsed_ms = (time.perf_counter() - started) * 1000
+            worker_metrics.observe_forward_pass(self.predictor.manifest, len(inputs), elapsed_ms / 1000)
             self.batch_sizes = [*self.batch_sizes[-999:], len(inputs)]
             with self._lock:
                 self._in_flight -= len(units)

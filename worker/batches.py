@@ -14,6 +14,7 @@ from shared.errors import MlqueueError
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.manifests import ImageInput
 from shared.store import PREFIX
+from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 from worker.execution import begin, notify
 
@@ -43,6 +44,7 @@ def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
         notify(ctx, job, WebhookEvent.COMPLETED)
         return
     counted, final, status = ctx.batches.complete_chunk(job_id, chunk, items, predict_ms, image_indexes)
+    worker_metrics.record_chunk(job.model, results, counted, final, status)
     if not counted:
         log.info("batch.chunk_dropped chunk=%s status=%s", chunk, status)
     elif final:

@@ -11,8 +11,10 @@ import logging
 import time
 from typing import Any
 
+from shared import cache
 from shared.errors import InvalidInput, MlqueueError
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
+from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def begin(ctx: WorkerContext, job_id: str) -> Job | None:
     if not ctx.store.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), running):
         log.info("job.skipped (canceled before start)")
         return None
+    worker_metrics.observe_queue_wait(job.model, now - job.created_at)
     log.info("job.started model=%s version=%s", job.model, job.version)
     if job.status is JobStatus.QUEUED:
         notify(ctx, job, WebhookEvent.STARTED)
@@ -52,6 +55,7 @@ def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any]) -> JobStatus | 
     """The final compare-and-set from ``running``; a job canceled meanwhile keeps its state."""
     applied = ctx.store.transition(job.id, (JobStatus.RUNNING,), fields)
     ctx.store.drop_blob(job.id)  # the claim check has served its purpose either way
+    worker_metrics.record_job_finished(job.model, fields if applied else None)
     if not applied:
         log.info("job.result_dropped (canceled while running)")
         return None
@@ -87,6 +91,8 @@ def run_job(job_id: str, ctx: WorkerContext) -> JobStatus | None:
             raise InvalidInput("the job's input has expired or is missing", code="input_missing")
         output, predict_ms = ctx.runtime.predict(job.model, job.version, raw_input)
         fields = {"status": JobStatus.SUCCEEDED, "output": output}
+        if job.cache_key and ctx.settings.cache_ttl_s:
+            cache.store(ctx.store.r, job.cache_key, output, ctx.settings.cache_ttl_s)
     except MlqueueError as exc:
         fields = {"status": JobStatus.FAILED, "error": {"code": exc.code, "message": exc.detail}}
     except Exception as exc:  # a model failure is a failed job, not a crashed task

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.errors import MlqueueError, NotFound
 from shared.manifests import ModelManifest, ModelRepository, sha256_of
+from worker import metrics as worker_metrics
 from worker.batcher import Batcher
 from worker.families import Predictor, load_predictor
 
@@ -95,6 +96,7 @@ class ModelRuntime:
             log.error("model.load_failed model=%s version=%s error=%s", *key, exc)
             return
         load_ms = (time.perf_counter() - started) * 1000
+        worker_metrics.observe_model_load(manifest, load_ms / 1000)
         batching = manifest.batching
         self.loaded[key] = LoadedModel(
             manifest, predictor, Batcher(predictor, batching.max_batch_size, batching.max_delay_ms), load_ms

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from api.deps import ApiState, StateDep
 from api.reload import reload_model as reload_everywhere
 from api.security import Principal, Scope, authorize
+from shared import cache
 from shared.manifests import ModelManifest
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -36,10 +37,12 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
 async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
     models = state.repository.models()
     workers = await state.fleet.workers(fresh=True)
+    cache_stats = await cache.stats(state.redis)
     return [
         {
             "name": name,
             "latest_version": max(models[name]),
+            "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
             "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
         }
         for name in names

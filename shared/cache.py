@@ -1,0 +1,53 @@
+"""The result cache: identical (model, version, input) answered from Redis without a worker.
+
+The key is computed once, by the API, from the *normalized* input (the feature vector in
+manifest order, so a named and a positional request share an entry; or the resized pixels of an
+image), and stored on the job; the worker fills it after a success. Hits and misses are counted
+per model in ``mlqueue:cache:stats``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from shared.store import PREFIX
+
+STATS = f"{PREFIX}:cache:stats"
+
+
+def cache_key(model: str, version: int, normalized: Any) -> str:
+    if isinstance(normalized, bytes):
+        digest = hashlib.sha256(normalized).hexdigest()
+    else:
+        digest = hashlib.sha256(json.dumps(normalized, separators=(",", ":")).encode()).hexdigest()
+    return f"{PREFIX}:cache:{model}:{version}:{digest}"
+
+
+async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
+    """The cached output, or None; counts the hit or miss."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.hincrby(STATS, f"{model}:lookups", 1)
+        value, _ = await pipe.execute()
+    if value is None:
+        return None
+    await client.hincrby(STATS, f"{model}:hits", 1)
+    return json.loads(value)
+
+
+def store(client: redis.Redis, key: str, output: Any, ttl_s: int) -> None:
+    client.set(key, json.dumps(output), ex=ttl_s)
+
+
+async def stats(client: aredis.Redis) -> dict[str, dict[str, int]]:
+    """{model: {"hits": n, "lookups": n}}."""
+    out: dict[str, dict[str, int]] = {}
+    for field, value in (await client.hgetall(STATS)).items():
+        model, _, kind = field.rpartition(":")
+        out.setdefault(model, {"hits": 0, "lookups": 0})[kind] = int(value)
+    return out
