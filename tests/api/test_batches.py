@@ -75,8 +75,9 @@ def test_batch_bad_requests(client):
         assert (response.status_code, response.json()["code"]) == (status, code), body
     response = client.post("/v1/models/iris/batches", content="{", headers={"content-type": "application/json"})
     assert response.status_code == 400
-    response = client.get("/v1/jobs/" + client.post("/v1/models/iris/jobs", json={"input": [1, 2, 3, 4]}).json()["id"]
-                          + "/results")
+    response = client.get(
+        "/v1/jobs/" + client.post("/v1/models/iris/jobs", json={"input": [1, 2, 3, 4]}).json()["id"] + "/results"
+    )
     assert response.status_code == 409 and response.json()["code"] == "not_a_batch"
 
 

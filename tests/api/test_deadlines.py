@@ -25,15 +25,17 @@ def test_a_job_not_started_before_its_deadline_is_aborted(client, stack):
 def test_wait_reports_the_deadline_when_it_passes(client, stack):
     with consumption_paused(stack.redis.url, "worker@" + socket.gethostname()):
         started = time.monotonic()
-        response = client.post("/v1/models/iris/jobs", json={"input": SETOSA},
-                               headers={"Cancel-After": "500ms", "Prefer": "wait=10"})
+        response = client.post(
+            "/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Cancel-After": "500ms", "Prefer": "wait=10"}
+        )
         assert time.monotonic() - started < 5
     assert response.status_code == 200 and response.json()["status"] == "aborted"
 
 
 def test_a_job_with_a_generous_deadline_runs(client):
-    response = client.post("/v1/models/iris/jobs", json={"input": SETOSA},
-                           headers={"Cancel-After": "30s", "Prefer": "wait=10"})
+    response = client.post(
+        "/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Cancel-After": "30s", "Prefer": "wait=10"}
+    )
     assert response.json()["status"] == "succeeded"
 
 

@@ -32,7 +32,9 @@ def test_sse_shows_queued_then_succeeded_and_ends(client, stack):
     ready = threading.Event()
     with consumption_paused(stack.redis.url, "worker@" + socket.gethostname()):
         job = client.post("/v1/models/iris/jobs", json={"input": SETOSA}).json()
-        reader = threading.Thread(target=read_events, args=(f"{stack.api_url}/v1/jobs/{job['id']}/events", events, ready))
+        reader = threading.Thread(
+            target=read_events, args=(f"{stack.api_url}/v1/jobs/{job['id']}/events", events, ready)
+        )
         reader.start()
         assert ready.wait(10)
     reader.join(30)
@@ -48,7 +50,9 @@ def test_sse_shows_monotone_batch_progress(client, stack):
     ready = threading.Event()
     with consumption_paused(stack.redis.url, "worker@" + socket.gethostname()):
         job = client.post("/v1/models/iris/batches", json={"inputs": rows}).json()
-        reader = threading.Thread(target=read_events, args=(f"{stack.api_url}/v1/jobs/{job['id']}/events", events, ready))
+        reader = threading.Thread(
+            target=read_events, args=(f"{stack.api_url}/v1/jobs/{job['id']}/events", events, ready)
+        )
         reader.start()
         assert ready.wait(10)
     reader.join(60)

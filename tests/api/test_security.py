@@ -14,15 +14,25 @@ from tests.processes import make_stack
 
 pytestmark = pytest.mark.integration
 
-KEYS = {name: generate_key(name, scopes) for name, scopes in {
-    "alice": [Scope.SUBMIT, Scope.READ], "bob": [Scope.SUBMIT, Scope.READ],
-    "reader": [Scope.READ], "ops": [Scope.ADMIN]}.items()}
+KEYS = {
+    name: generate_key(name, scopes)
+    for name, scopes in {
+        "alice": [Scope.SUBMIT, Scope.READ],
+        "bob": [Scope.SUBMIT, Scope.READ],
+        "reader": [Scope.READ],
+        "ops": [Scope.ADMIN],
+    }.items()
+}
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    s = make_stack(tmp_path_factory.mktemp("secured"), api_keys=",".join(entry for _, entry in KEYS.values()),
-                   rate_limit="40/minute", batch_rate_limit="2/minute")
+    s = make_stack(
+        tmp_path_factory.mktemp("secured"),
+        api_keys=",".join(entry for _, entry in KEYS.values()),
+        rate_limit="40/minute",
+        batch_rate_limit="2/minute",
+    )
     s.start_worker()
     s.start_api()
     s.wait_ready()
@@ -92,7 +102,7 @@ def test_rate_limits_answer_429_with_retry_after_and_survive_a_redis_restart(sec
 
 
 def test_parsing_and_the_key_command():
-    key, entry = generate_key("ci", [Scope.SUBMIT])
+    _, entry = generate_key("ci", [Scope.SUBMIT])
     (parsed,) = parse_api_keys(entry).values()
     assert parsed.name == "ci" and parsed.scopes == {Scope.SUBMIT}
     for bad in ("ci=abc:submit", "=" + "a" * 64 + ":read", "ci=" + "a" * 64 + ":root"):
@@ -102,8 +112,13 @@ def test_parsing_and_the_key_command():
     for bad in ("600", "0/minute", "5/fortnight"):
         with pytest.raises(ValueError):
             Limit.parse(bad)
-    out = subprocess.run([sys.executable, "-m", "api.keys", "ops", "--scopes", "admin"], cwd=REPO_ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "api.keys", "ops", "--scopes", "admin"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     printed_key = out.split("keep it secret):")[1].split()[0]
     entry = out.strip().splitlines()[-1].strip()
     assert printed_key.startswith("mlq_ops_") and entry.startswith("ops=") and entry.endswith(":admin")

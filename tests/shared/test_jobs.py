@@ -23,6 +23,10 @@ def test_public_job_has_iso_times_and_urls_but_no_internal_fields():
     job = Job(id="01ABC", model="iris", version=1, queue="cpu", created_at=0.0, request_hash="x")
     public = JobPublic.from_job(job).model_dump(mode="json")
     assert public["created_at"] == "1970-01-01T00:00:00Z"
-    assert public["urls"] == {"get": "/v1/jobs/01ABC", "cancel": "/v1/jobs/01ABC/cancel",
-                              "events": "/v1/jobs/01ABC/events", "results": None}
+    assert public["urls"] == {
+        "get": "/v1/jobs/01ABC",
+        "cancel": "/v1/jobs/01ABC/cancel",
+        "events": "/v1/jobs/01ABC/events",
+        "results": None,
+    }
     assert "queue" not in public and "request_hash" not in public

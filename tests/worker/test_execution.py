@@ -6,7 +6,7 @@ import time
 from shared.jobs import Job, JobStatus, new_job_id
 from shared.manifests import ModelRepository
 from shared.settings import REPO_ROOT
-from shared.store import AsyncJobStore, JobStore, async_redis_client, redis_client
+from shared.store import AsyncJobStore, async_redis_client
 from worker.context import WorkerContext, connect
 from worker.execution import run_job
 from worker.runtime import ModelRuntime
