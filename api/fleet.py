@@ -13,7 +13,9 @@ import redis.asyncio as aredis
 from shared.errors import Unavailable
 from shared.manifests import ModelManifest, ModelRepository
 from shared.presence import live_workers
-from shared.queues import Queue
+from shared.queues import MODEL_QUEUES, Queue
+
+MODEL_QUEUE_NAMES = {q.value for q in MODEL_QUEUES}
 
 
 class Fleet:
@@ -50,7 +52,7 @@ class Fleet:
         failed to load never serves. With no live worker at all, jobs queue for the newest on disk.
         """
         manifest = repository.get(name, pinned)  # 404 for unknown names and versions
-        workers = await self.workers()
+        workers = [w for w in await self.workers() if set(w.get("queues", ())) & MODEL_QUEUE_NAMES]
         if not workers:
             return manifest
         loaded: set[int] = set()

@@ -22,7 +22,8 @@ async def reload_model(state: ApiState, model: str) -> dict[str, Any]:
         return state.publisher.control.broadcast(ControlCommand.RELOAD, reply=True, timeout=2.0) or []
 
     replies = await anyio.to_thread.run_sync(broadcast)
-    asked = sorted(host for reply in replies for host in reply)
+    # webhook-only workers answer too, but hold no models
+    asked = sorted(host for reply in replies for host, answer in reply.items() if answer.get("ok") == "reloading")
     # Workers load in the background and publish the outcome in their presence key.
     deadline = asyncio.get_running_loop().time() + RELOAD_WAIT_S
     while True:

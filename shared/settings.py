@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.durations import parse_duration
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +72,13 @@ class Settings(BaseSettings):
 
     log_format: str = "console"  # console | json
     log_level: str = "INFO"
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        for step in filter(None, (s.strip() for s in value.split(","))):
+            parse_duration(step)  # a bad schedule stops the start-up, not the first retry
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -13,13 +13,15 @@ from shared.queues import Queue, TaskName
 
 
 def build_event(job: Job, event: WebhookEvent) -> dict[str, Any]:
-    """``{webhook_id, type, timestamp, data}``; the webhook id stays the same across retries, so
+    """``{webhook_id, type, timestamp, data, url}``; the webhook id stays the same across retries, so
     receivers can drop duplicates (Standard Webhooks ``webhook-id``)."""
     return {
         "webhook_id": f"msg_{new_job_id()}",
         "type": event.value,
-        "timestamp": int(time.time()),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "data": JobPublic.from_job(job).model_dump(mode="json", exclude={"webhook"}),
+        # retries can outlive the job record (24 h schedule vs job TTL): the URL travels with the event
+        "url": job.webhook.url if job.webhook else None,
     }
 
 

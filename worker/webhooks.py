@@ -44,7 +44,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from typing import Any, Protocol
 import httpx
 from standardwebhooks import Webhook
 
+from shared.durations import parse_duration
 from shared.jobs import WebhookDelivery, WebhookEvent
 from shared.queues import Queue, TaskName
 from shared.settings import Settings
@@ -174,10 +174,6 @@ def deliver(
     return Attempt(outcome, status_code=response.status_code, error=error, duration_ms=took())
 
 
-_STEP = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
 class RetrySchedule:
     """Delays between attempts, e.g. ``"5s,5m,30m,2h,5h,10h,24h"`` (units ms, s, m, h; a plain
     number is seconds; an empty string means no retries). ``delay(n)`` is the wait after failed
@@ -197,10 +193,10 @@ class RetrySchedule:
         for part in (p.strip().lower() for p in spec.split(",")):
             if not part:
                 continue
-            m = _STEP.match(part)
-            if m is None:
-                raise ValueError(f"bad retry step {part!r} in {spec!r}: use a number with ms, s, m or h")
-            steps.append(float(m.group(1)) * _UNIT_S[m.group(2)])
+            try:
+                steps.append(parse_duration(part))
+            except ValueError as exc:
+                raise ValueError(f"bad retry step {part!r} in {spec!r}: {exc}") from exc
         return cls(steps, jitter)
 
     @property
@@ -241,7 +237,8 @@ def run_delivery(
     schedule = schedule_for(settings.webhook_retry_schedule)  # a bad setting fails here, before any POST
     r = store.r
     job = store.get(job_id)
-    if job is None or job.webhook is None:
+    url = message.get("url") or (job.webhook.url if job is not None and job.webhook is not None else None)
+    if url is None:
         log.info("webhook.dropped reason=job_gone webhook_id=%s attempt=%s", webhook_id, attempt)
         return None
     lock = inflight_key(webhook_id)
@@ -255,7 +252,7 @@ def run_delivery(
         if r.exists(stopped_key(job_id)):
             log.info("webhook.dropped reason=receiver_gone webhook_id=%s event=%s", webhook_id, event.value)
             return None
-        result = _attempt(settings, job.webhook.url, message, client)
+        result = _attempt(settings, url, message, client)
         if result.outcome is Outcome.DELIVERED:
             r.set(delivered_key(webhook_id), "1", nx=True, ex=settings.job_ttl_s)
         elif result.outcome is Outcome.STOP:
@@ -269,18 +266,19 @@ def run_delivery(
         next_delay = schedule.delay(attempt)
         if next_delay is None:
             error = f"{error}; no retries left"
-    store.record_delivery(
-        job_id,
-        WebhookDelivery(
-            webhook_id=webhook_id,
-            event=event,
-            attempt=attempt,
-            at=datetime.now(UTC),
-            status_code=result.status_code,
-            error=error,
-            duration_ms=result.duration_ms,
-        ),
-    )
+    if job is not None:  # an expired job keeps no log (it would outlive nothing)
+        store.record_delivery(
+            job_id,
+            WebhookDelivery(
+                webhook_id=webhook_id,
+                event=event,
+                attempt=attempt,
+                at=datetime.now(UTC),
+                status_code=result.status_code,
+                error=error,
+                duration_ms=result.duration_ms,
+            ),
+        )
     log.info(
         "webhook.%s event=%s webhook_id=%s attempt=%s status=%s ms=%s%s",
         result.outcome.value,

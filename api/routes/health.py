@@ -39,6 +39,16 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
             info.get("status") == "loaded" for w in workers for info in w.get("models", {}).get(name, {}).values()
         ):
             problems.append(f"model {name} is not loaded on any live worker")
+    # Deliveries piling up do not stop predictions, so they warn rather than fail readiness.
+    warnings = []
+    if state.settings.webhook_secret and not consumers.get(Queue.WEBHOOKS):
+        warnings.append("no live worker consumes queue webhooks: webhook deliveries wait")
     if problems:
         response.status_code = 503
-    return {"status": "unavailable" if problems else "ready", "redis": "ok", "queues": consumers, "problems": problems}
+    return {
+        "status": "unavailable" if problems else "ready",
+        "redis": "ok",
+        "queues": consumers,
+        "problems": problems,
+        "warnings": warnings,
+    }

@@ -332,9 +332,19 @@ def test_run_delivery_refuses_a_forbidden_address_at_delivery_time(webhook_env):
     assert logged.status_code is None and "loopback" in logged.error
 
 
-def test_run_delivery_for_an_expired_job_does_nothing(webhook_env):
+def test_a_retry_outliving_its_job_is_still_delivered_but_logs_nowhere(webhook_env):
     settings, store, _ = webhook_env
-    message = build_event(a_job("http://127.0.0.1:1/x"), WebhookEvent.COMPLETED)
+    gone = "01JGONE0000000000000000000"
+    with Receiver() as receiver:
+        message = build_event(a_job(receiver.url()), WebhookEvent.COMPLETED)  # the URL travels with the event
+        assert run_delivery(store, settings, RecordingRetries(), gone, message, 2) is Outcome.DELIVERED
+        assert len(receiver.received()) == 1
+    assert not store.r.exists(f"mlqueue:job:{gone}:deliveries")  # no orphan log for an expired job
+
+
+def test_an_event_without_url_for_an_expired_job_is_dropped(webhook_env):
+    settings, store, _ = webhook_env
+    message = {**build_event(a_job("http://127.0.0.1:1/x"), WebhookEvent.COMPLETED), "url": None}
     assert run_delivery(store, settings, RecordingRetries(), "01JGONE0000000000000000000", message, 2) is None
 
 
