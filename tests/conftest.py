@@ -10,7 +10,7 @@ import redis
 
 from devtools.redis_server import RedisServer
 from shared.settings import Settings
-from tests.processes import Stack, make_stack
+from devtools.processes import Stack, make_stack
 
 
 @pytest.fixture(scope="session")

@@ -132,12 +132,12 @@ def all_commands() -> dict[str, list[str]]:
 
 
 def modules_started_by_tests() -> set[str]:
-    """The ``-m`` modules tests/processes.py starts (the real worker and API of the integration tests)."""
-    source = (REPO_ROOT / "tests" / "processes.py").read_text()
+    """The ``-m`` modules devtools/processes.py starts (the real worker and API of the integration tests)."""
+    source = (REPO_ROOT / "devtools" / "processes.py").read_text()
     return set(re.findall(r'"-m",\s*"([\w.]+)"', source))
 
 
-# Modules the containers may run: those the integration tests start (tests/processes.py), and
+# Modules the containers may run: those the integration tests start (devtools/processes.py), and
 # those this file runs for real below (Flower, the worker healthcheck, the training CLI).
 EXERCISED_HERE = {"worker.flower", "worker.healthcheck", "training"}
 
@@ -387,7 +387,7 @@ def test_docker_compose_config_accepts_the_file(tmp_path):
 
 def test_every_container_command_is_a_module_of_this_tree_that_the_tests_run():
     allowed = modules_started_by_tests() | EXERCISED_HERE
-    assert {"api", "worker"} <= modules_started_by_tests(), "tests/processes.py no longer starts the API and worker"
+    assert {"api", "worker"} <= modules_started_by_tests(), "devtools/processes.py no longer starts the API and worker"
     commands = all_commands()
     seen = set()
     for where, argv in commands.items():

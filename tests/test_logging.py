@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.processes import make_stack
+from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import SETOSA
-from tests.processes import make_stack
+from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 

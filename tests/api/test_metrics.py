@@ -13,7 +13,7 @@ from api.metrics import QueueSampler, message_created_s
 from shared.jobs import job_id_created_at, new_job_id
 from tests.api.helpers import consumption_paused, poll_until_terminal, submit
 from tests.metrics_helpers import eventually, scrape
-from tests.processes import make_stack
+from devtools.processes import make_stack
 
 JOBS_ROUTE = "/v1/models/{model}/jobs"
 

@@ -10,7 +10,7 @@ from api.ratelimit import Limit
 from api.security import Scope, generate_key, parse_api_keys
 from shared.settings import REPO_ROOT
 from tests.api.helpers import SETOSA
-from tests.processes import make_stack
+from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 

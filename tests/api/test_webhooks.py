@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from devtools.redis_server import free_port
 from tests.api.helpers import SETOSA, VIRGINICA, submit
-from tests.processes import Stack, make_stack
+from devtools.processes import Stack, make_stack
 from tests.webhook_receiver import BlackHole, Receiver, Reply, new_secret
 
 pytestmark = [pytest.mark.integration]

@@ -6,7 +6,7 @@ import pytest
 from devtools.redis_server import free_port
 from tests.api.helpers import SETOSA, VIRGINICA
 from tests.metrics_helpers import eventually, scrape
-from tests.processes import make_stack
+from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Start the real processes (worker, API) the way ``make run`` and the containers do."""
+"""Start the real processes (Redis, worker, API) on free ports, the way ``make run`` and the
+containers do: for the tests and the benchmark."""
 
 from __future__ import annotations
 
