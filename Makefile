@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint models bench clean
+.PHONY: run test lint models bench api-key clean
 
 $(STAMP): requirements/*.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(PY) -m training --force
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+# make api-key NAME=ci SCOPES=submit,read   (prints the key once, and its MLQUEUE_API_KEYS entry)
+api-key: $(STAMP)
+	$(PY) -m api.keys $(or $(NAME),me) --scopes $(or $(SCOPES),submit,read)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

@@ -1,17 +1,22 @@
 """``make run``: the whole stack on one machine, no Docker, stopped together by Ctrl-C.
 
 Starts Redis (unless ``MLQUEUE_REDIS_URL`` names one), trains any shipped model whose artifact is
-missing, then a worker, the API and Flower, using the same commands as the containers.
+missing, then a model worker, a webhook-delivery worker, the API and Flower, using the same
+commands as the containers. Secrets that are not set (webhook signing, Flower's password) are
+generated for this run and printed.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -19,11 +24,14 @@ from devtools.redis_server import RedisServer, free_port
 from shared.settings import REPO_ROOT, get_settings
 
 log = logging.getLogger("mlqueue.run")
-RUN_DIR = REPO_ROOT / ".run"
+RUN_DIR = Path(os.environ.get("MLQUEUE_RUN_DIR", REPO_ROOT / ".run"))  # Redis data of `make run`
+AUTH_OFF = """
+  !!! AUTHENTICATION IS OFF: no MLQUEUE_API_KEYS are configured, so anyone who can reach the API
+  !!! can submit jobs and read every job. Create keys with `make api-key NAME=me SCOPES=submit,read`."""
 
 
 def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    log.info("starting %s: %s", name, " ".join(args))
+    log.info("starting %s: python %s", name, " ".join(args))
     return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env)
 
 
@@ -42,10 +50,8 @@ def wait_ready(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -
     raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
 
 
-def main() -> int:
-    logging.basicConfig(level="INFO", format="%(asctime)s run: %(message)s", datefmt="%H:%M:%S")
-    began = time.monotonic()
-    settings = get_settings()
+def environment() -> tuple[dict[str, str], RedisServer | None]:
+    """The environment every process gets, and the Redis started for it (if any)."""
     env = dict(os.environ)
     redis_server = None
     if "MLQUEUE_REDIS_URL" not in os.environ:
@@ -54,8 +60,32 @@ def main() -> int:
         redis_server = RedisServer(port=free_port(), data_dir=RUN_DIR / "redis", persist=True).start()
         env["MLQUEUE_REDIS_URL"] = redis_server.url
         log.info("redis: %s (data in %s)", redis_server.url, redis_server.data_dir)
-    subprocess.run([sys.executable, "-m", "training"], cwd=REPO_ROOT, env=env, check=True)
+    env.setdefault("MLQUEUE_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
+    env.setdefault("MLQUEUE_FLOWER_BASIC_AUTH", "admin:" + secrets.token_urlsafe(12))
+    return env, redis_server
 
+
+def banner(env: dict[str, str], seconds: float) -> str:
+    settings = get_settings()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    user, _, password = env["MLQUEUE_FLOWER_BASIC_AUTH"].partition(":")
+    auth = "  Auth      API keys required (MLQUEUE_API_KEYS)" if env.get("MLQUEUE_API_KEYS") else AUTH_OFF
+    return f"""
+mlqueue is ready in {seconds:.1f}s
+  API       {base}   (docs: {base}/docs, metrics: {base}/metrics)
+  Flower    http://{settings.api_host}:{settings.flower_port}   (user {user}, password {password})
+  Redis     {env["MLQUEUE_REDIS_URL"]}
+  Webhooks  signed with MLQUEUE_WEBHOOK_SECRET={env["MLQUEUE_WEBHOOK_SECRET"]}
+{auth}
+Press Ctrl-C to stop everything.
+"""
+
+
+def main() -> int:
+    logging.basicConfig(level="INFO", format="%(asctime)s run: %(message)s", datefmt="%H:%M:%S")
+    began = time.monotonic()
+    settings = get_settings()
+    env, redis_server = environment()
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
 
@@ -67,21 +97,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     code = 0
     try:
-        procs["worker"] = start("worker", ["-m", "worker"], env)
+        subprocess.run([sys.executable, "-m", "training"], cwd=REPO_ROOT, env=env, check=True)
+        webhooks_env = {**env, "MLQUEUE_WORKER_QUEUES": "webhooks", "MLQUEUE_WORKER_CONCURRENCY": "32"}
+        procs["worker"] = start("worker", ["-m", "worker", "--hostname=worker@%h"], env)
+        procs["webhooks"] = start("webhooks", ["-m", "worker", "--hostname=webhooks@%h"], webhooks_env)
         procs["api"] = start("api", ["-m", "api"], env)
         procs["flower"] = start("flower", ["-m", "worker.flower"], env)
-        base = f"http://{settings.api_host}:{settings.api_port}"
-        wait_ready(f"{base}/readyz", procs, timeout_s=180)
-        print(
-            f"""
-mlqueue is ready in {time.monotonic() - began:.1f}s
-  API      {base}   (docs: {base}/docs)
-  Flower   http://{settings.api_host}:{settings.flower_port}
-  Redis    {env["MLQUEUE_REDIS_URL"]}
-Press Ctrl-C to stop everything.
-""",
-            flush=True,
-        )
+        wait_ready(f"http://{settings.api_host}:{settings.api_port}/readyz", procs, timeout_s=300)
+        print(banner(env, time.monotonic() - began), flush=True)
         while not stopping:
             for name, proc in procs.items():
                 if proc.poll() is not None:
