@@ -68,7 +68,6 @@ class Settings(BaseSettings):
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,24h"
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_allow_private: bool = False  # local development and tests only
-    webhook_concurrency: int = Field(32, ge=1)
 
     log_format: str = "console"  # console | json
     log_level: str = "INFO"
