@@ -10,7 +10,9 @@ import contextlib
 import contextvars
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -63,6 +65,28 @@ class ConsoleFormatter(logging.Formatter):
         ctx = " ".join(f"{n}={getattr(record, n)}" for n, _ in _CONTEXT if getattr(record, n, None))
         record.ctx = f" [{ctx}]" if ctx else ""
         return super().format(record)
+
+
+_NATIVE_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+
+
+def capture_native_stderr() -> None:
+    """Native libraries (TensorFlow's C++/absl logging) write to file descriptor 2 directly. Point
+    that descriptor at a pipe and log each line through the formatter, so a JSON log stays JSON;
+    Python keeps writing to the original stderr."""
+    sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    logger = logging.getLogger("native")
+
+    def pump() -> None:
+        with os.fdopen(read_fd, errors="replace") as lines:
+            for line in lines:
+                if line.strip():
+                    logger.log(_NATIVE_LEVELS.get(line[:1], logging.WARNING), "%s", line.rstrip())
+
+    threading.Thread(target=pump, name="native-stderr", daemon=True).start()
 
 
 def setup_logging(fmt: str = "console", level: str = "INFO") -> None:

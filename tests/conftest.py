@@ -8,9 +8,9 @@ import httpx
 import pytest
 import redis
 
+from devtools.processes import Stack, make_stack
 from devtools.redis_server import RedisServer
 from shared.settings import Settings
-from devtools.processes import Stack, make_stack
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from shared.logging import setup_logging
+from shared.logging import capture_native_stderr, setup_logging
 from shared.settings import get_settings
 
 
@@ -16,6 +16,8 @@ def main(argv: list[str]) -> None:
     from worker.context import cap_threads
 
     cap_threads(settings)  # before anything imports numpy
+    if settings.log_format == "json":
+        capture_native_stderr()  # TensorFlow's C++ logging, as JSON lines too
     setup_logging(settings.log_format, settings.log_level)  # before Celery's first words (and warnings)
     from worker.celery_app import app
 

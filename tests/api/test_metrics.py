@@ -10,10 +10,10 @@ import pytest
 import redis
 
 from api.metrics import QueueSampler, message_created_s
+from devtools.processes import make_stack
 from shared.jobs import job_id_created_at, new_job_id
 from tests.api.helpers import consumption_paused, poll_until_terminal, submit
 from tests.metrics_helpers import eventually, scrape
-from devtools.processes import make_stack
 
 JOBS_ROUTE = "/v1/models/{model}/jobs"
 

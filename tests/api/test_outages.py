@@ -5,8 +5,8 @@ import time
 import httpx
 import pytest
 
-from tests.api.helpers import SETOSA
 from devtools.processes import make_stack
+from tests.api.helpers import SETOSA
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 

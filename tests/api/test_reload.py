@@ -5,8 +5,8 @@ import threading
 import httpx
 import pytest
 
-from tests.api.helpers import SETOSA
 from devtools.processes import make_stack
+from tests.api.helpers import SETOSA
 from training import iris
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]

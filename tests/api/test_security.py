@@ -8,9 +8,9 @@ import pytest
 
 from api.ratelimit import Limit
 from api.security import Scope, generate_key, parse_api_keys
+from devtools.processes import make_stack
 from shared.settings import REPO_ROOT
 from tests.api.helpers import SETOSA
-from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from devtools.processes import Stack, make_stack
 from devtools.redis_server import free_port
 from tests.api.helpers import SETOSA, VIRGINICA, submit
-from devtools.processes import Stack, make_stack
 from tests.webhook_receiver import BlackHole, Receiver, Reply, new_secret
 
 pytestmark = [pytest.mark.integration]

@@ -3,10 +3,10 @@
 import httpx
 import pytest
 
+from devtools.processes import make_stack
 from devtools.redis_server import free_port
 from tests.api.helpers import SETOSA, VIRGINICA
 from tests.metrics_helpers import eventually, scrape
-from devtools.processes import make_stack
 
 pytestmark = pytest.mark.integration
 
