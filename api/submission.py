@@ -18,7 +18,6 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ValidationError
 
 from api.body import media_type, read_form, read_json
@@ -28,6 +27,7 @@ from api.metrics import record_job_created
 from shared import cache
 from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
+from shared.celery_messages import task_message
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.images import preprocess_image
@@ -51,7 +51,6 @@ from shared.ssrf import check_url
 log = logging.getLogger(__name__)
 
 _WAIT_RE = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
-SEND_TIMEOUT_S = 5.0
 RESOLVE_TIMEOUT_S = 5.0
 FORM_FIELDS = {"version", "webhook", "webhook_events_filter"}
 
@@ -240,9 +239,9 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if output is not None:
             return await create_cached(state, job, output, options)
         job.cache_key = key
-    job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob)
+    messages = task_messages(state, job, [(TaskName.PREDICT, [job.id])])
+    job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
     if created:
-        await send_tasks(state, job, [(TaskName.PREDICT, [job.id])])
         log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
         record_job_created(job.model, job.kind.value)
     return job, created
@@ -295,12 +294,13 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
         return job, False
+    messages = task_messages(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
     try:
-        await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images)
+        await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images, messages)
     except Exception as exc:
-        await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
+        with contextlib.suppress(Exception):  # Redis is likely down: the 503 is what matters
+            await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
         raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
-    await send_tasks(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
     log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
     record_job_created(job.model, job.kind.value)
     return job, True
@@ -321,21 +321,16 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
     return rows, images
 
 
-async def send_tasks(state: ApiState, job: Job, tasks: Sequence[tuple[str, list[Any]]]) -> None:
-    """Send the job's tasks (task id = job id, or job id + chunk) from a thread: kombu blocks."""
-
-    headers = {"request_id": request_id_var.get()}  # bound in the worker's logs too
-
-    def send() -> None:
-        for name, args in tasks:
-            task_id = job.id if len(args) == 1 else f"{job.id}.{args[1]}"
-            state.publisher.send_task(name, args=args, queue=job.queue, task_id=task_id, headers=headers)
-
-    try:
-        with anyio.fail_after(SEND_TIMEOUT_S + len(tasks) * 0.05):
-            await anyio.to_thread.run_sync(send, abandon_on_cancel=True)
-    except (OperationalError, OSError, TimeoutError) as exc:
-        log.error("job.enqueue_failed error=%s", exc)
-        with contextlib.suppress(Exception):  # Redis is likely down too; the 503 is what matters
-            await state.store.fail_unsent(job.id, "the broker could not be reached")
-        raise Unavailable("the job queue is unavailable; retry later", code="broker_unavailable") from exc
+def task_messages(state: ApiState, job: Job, tasks: Sequence[tuple[str, list[Any]]]) -> list[tuple[str, str]]:
+    """The Celery messages of a job's tasks (task id = job id, or job id + chunk), written into Redis
+    together with the job (see ``shared.celery_messages``). The request id rides in the headers."""
+    headers = {"request_id": request_id_var.get()}
+    return [
+        (
+            job.queue,
+            task_message(
+                state.publisher, name, args, job.id if len(args) == 1 else f"{job.id}.{args[1]}", job.queue, headers
+            ),
+        )
+        for name, args in tasks
+    ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -85,9 +85,14 @@ class AsyncBatchStore:
         self.ttl_s = ttl_s
 
     async def write_inputs(
-        self, job_id: str, chunks: Iterable[list[Any]], images: dict[int, bytes] | None = None
+        self,
+        job_id: str,
+        chunks: Iterable[list[Any]],
+        images: dict[int, bytes] | None = None,
+        messages: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer."""
+        """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer;
+        then the chunk tasks' messages, so no worker looks for an input not yet written."""
         if images:
             async with self.binary.pipeline(transaction=False) as pipe:
                 for index, pixels in images.items():
@@ -98,6 +103,8 @@ class AsyncBatchStore:
                 pipe.set(in_key(job_id, c), json.dumps(rows, allow_nan=False), ex=self.ttl_s)
                 if c % 8 == 7:
                     await pipe.execute()
+            for queue, message in messages:
+                pipe.lpush(queue, message)
             await pipe.execute()
 
     async def results(self, job_id: str, chunk_size: int, total: int, offset: int, limit: int) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -150,9 +151,15 @@ class AsyncJobStore:
         self._transition = client.register_script(TRANSITION_LUA)
 
     async def create(
-        self, job: Job, job_input: Any, idempotency_key: str | None = None, blob: bytes | None = None
+        self,
+        job: Job,
+        job_input: Any,
+        idempotency_key: str | None = None,
+        blob: bytes | None = None,
+        messages: Sequence[tuple[str, str]] = (),
     ) -> tuple[Job, bool]:
-        """Write the record (before any task is sent). Returns (job, created).
+        """Write the record and its task messages (``(queue, message)``, see ``shared.celery_messages``)
+        in one transaction: both exist or neither. Returns (job, created).
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
         s = self.settings
@@ -176,6 +183,8 @@ class AsyncJobStore:
                 pipe.zadd(index, {job.id: 0})
                 pipe.expire(index, s.job_ttl_s)
                 pipe.zremrangebylex(index, "-", trim_below)
+            for queue, message in messages:
+                pipe.lpush(queue, message)
             await pipe.execute()
         return job, True
 
