@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,3 +109,16 @@ def make_stack(tmp: Path, **settings: str) -> Stack:
     )
     env.update({f"MLQUEUE_{k.upper()}": v for k, v in settings.items()})
     return Stack(redis=redis, env=env, log_dir=tmp)
+
+
+@contextmanager
+def running_stack(tmp: Path, **settings: str) -> Iterator[Stack]:
+    """Redis + one worker + the API, ready; all stopped afterwards, also when start-up fails."""
+    stack = make_stack(tmp, **settings)
+    try:
+        stack.start_worker()
+        stack.start_api()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop_all()

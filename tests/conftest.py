@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
-from devtools.processes import Stack, make_stack
+from devtools.processes import Stack, running_stack
 from devtools.redis_server import RedisServer
 from shared.settings import Settings
 
@@ -16,14 +17,15 @@ from shared.settings import Settings
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Redis + one worker + the API, shared by the integration tests that do not break things."""
-    s = make_stack(tmp_path_factory.mktemp("stack"))
-    try:
-        s.start_worker()
-        s.start_api()
-        s.wait_ready()
+    with running_stack(tmp_path_factory.mktemp("stack")) as s:
         yield s
-    finally:
-        s.stop_all()
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack of its own, for a test that breaks things (stops Redis or the worker)."""
+    with running_stack(tmp_path) as s:
+        yield s
 
 
 @pytest.fixture

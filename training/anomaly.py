@@ -21,7 +21,6 @@ python -m training.anomaly [--models-dir DIR] [--version N]
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from shared.manifests import ModelManifest
-from training.common import default_models_dir, write_version
+from training.common import cli, write_version
 
 SEED = 7
 STEP_H = 1 / 6  # one reading every 10 minutes
@@ -293,12 +292,7 @@ def train(models_dir: Path, version: int = 1) -> ModelManifest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
-    parser.add_argument("--version", type=int, default=1)
-    args = parser.parse_args()
-    manifest = train(args.models_dir, args.version)
-    print(f"anomaly v{manifest.version}: {manifest.metrics}")  # noqa: T201 - CLI output
+    cli(__doc__, "anomaly", train)
 
 
 if __name__ == "__main__":

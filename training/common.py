@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,3 +35,13 @@ def write_version(
     )
     (version_dir / MANIFEST).write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
     return manifest
+
+
+def cli(doc: str | None, name: str, train: Callable[[Path, int], ModelManifest]) -> None:
+    """The command line every tabular training script shares: ``--models-dir``, ``--version``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    parser.add_argument("--version", type=int, default=1)
+    args = parser.parse_args()
+    manifest = train(args.models_dir, args.version)
+    print(f"{name} v{manifest.version}: {manifest.metrics}")  # noqa: T201 - CLI output

@@ -5,7 +5,6 @@ python -m training.iris [--models-dir DIR] [--version N]
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import joblib
@@ -17,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shared.manifests import ModelManifest
-from training.common import default_models_dir, write_version
+from training.common import cli, write_version
 
 SEED = 42
 FEATURES = [
@@ -62,12 +61,7 @@ def train(models_dir: Path, version: int = 1) -> ModelManifest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
-    parser.add_argument("--version", type=int, default=1)
-    args = parser.parse_args()
-    manifest = train(args.models_dir, args.version)
-    print(f"iris v{manifest.version}: {manifest.metrics}")  # noqa: T201 - CLI output
+    cli(__doc__, "iris", train)
 
 
 if __name__ == "__main__":

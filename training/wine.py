@@ -8,7 +8,6 @@ python -m training.wine [--models-dir DIR] [--version N]
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import joblib
@@ -22,7 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shared.manifests import ModelManifest
-from training.common import default_models_dir, write_version
+from training.common import cli, write_version
 
 SEED = 42
 # (name served by mlqueue, name in load_wine, description). The dataset's own names are kept except
@@ -123,12 +122,7 @@ def train(models_dir: Path, version: int = 1) -> ModelManifest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
-    parser.add_argument("--version", type=int, default=1)
-    args = parser.parse_args()
-    manifest = train(args.models_dir, args.version)
-    print(f"wine v{manifest.version}: {manifest.metrics}")  # noqa: T201 - CLI output
+    cli(__doc__, "wine", train)
 
 
 if __name__ == "__main__":

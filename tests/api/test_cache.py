@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from devtools.processes import make_stack
+from devtools.processes import running_stack
 from tests.api.helpers import SETOSA, consumption_paused
 
 pytestmark = pytest.mark.integration
@@ -14,12 +14,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def cached_stack(tmp_path_factory):
-    s = make_stack(tmp_path_factory.mktemp("cache"), cache_ttl_s="2")
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s
-    s.stop_all()
+    with running_stack(tmp_path_factory.mktemp("cache"), cache_ttl_s="2") as s:
+        yield s
 
 
 def test_a_repeated_input_is_answered_from_the_cache_without_a_worker(cached_stack):

@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from api.metrics import QueueSampler, message_created_s
-from devtools.processes import make_stack
 from shared.jobs import job_id_created_at, new_job_id
 from tests.api.helpers import consumption_paused, poll_until_terminal, submit
 from tests.metrics_helpers import eventually, scrape
@@ -99,16 +98,6 @@ def test_queue_depth_and_oldest_age_while_jobs_wait(client, stack):
         assert after.get_value("mlqueue_queue_oldest_age_seconds", queue="cpu") == 0
 
     eventually(drained)
-
-
-@pytest.fixture
-def own_stack(tmp_path):
-    s = make_stack(tmp_path)
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s
-    s.stop_all()
 
 
 @pytest.mark.integration

@@ -5,20 +5,9 @@ import time
 import httpx
 import pytest
 
-from devtools.processes import make_stack
 from tests.api.helpers import SETOSA
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
-
-
-@pytest.fixture
-def own_stack(tmp_path):
-    s = make_stack(tmp_path)
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s
-    s.stop_all()
 
 
 def test_redis_down_is_a_quick_503_and_everything_recovers(own_stack):

@@ -5,7 +5,7 @@ import threading
 import httpx
 import pytest
 
-from devtools.processes import make_stack
+from devtools.processes import running_stack
 from tests.api.helpers import SETOSA
 from training import iris
 
@@ -16,12 +16,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 def iris_stack(tmp_path):
     models = tmp_path / "models"
     iris.train(models, 1)
-    s = make_stack(tmp_path, models_dir=str(models))
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s, models
-    s.stop_all()
+    with running_stack(tmp_path, models_dir=str(models)) as s:
+        yield s, models
 
 
 def submit(client, **body):

@@ -8,7 +8,7 @@ import pytest
 
 from api.ratelimit import Limit
 from api.security import Scope, generate_key, parse_api_keys
-from devtools.processes import make_stack
+from devtools.processes import running_stack
 from shared.settings import REPO_ROOT
 from tests.api.helpers import SETOSA
 
@@ -27,17 +27,11 @@ KEYS = {
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory):
-    s = make_stack(
-        tmp_path_factory.mktemp("secured"),
-        api_keys=",".join(entry for _, entry in KEYS.values()),
-        rate_limit="40/minute",
-        batch_rate_limit="2/minute",
-    )
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s
-    s.stop_all()
+    keys = ",".join(entry for _, entry in KEYS.values())
+    with running_stack(
+        tmp_path_factory.mktemp("secured"), api_keys=keys, rate_limit="40/minute", batch_rate_limit="2/minute"
+    ) as s:
+        yield s
 
 
 def as_(stack, name=None) -> httpx.Client:

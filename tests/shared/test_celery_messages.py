@@ -19,9 +19,11 @@ def test_the_message_matches_what_kombu_publishes(redis_settings):
     ours = json.loads(task_message(app, "mlqueue.predict", ["JOB1"], "JOB1", "cpu", {"request_id": "r1"}))
     assert set(ours) == set(theirs)
     assert {k: v for k, v in ours["properties"].items() if k not in DYNAMIC} == {
-        k: v for k, v in theirs["properties"].items() if k not in DYNAMIC}
+        k: v for k, v in theirs["properties"].items() if k not in DYNAMIC
+    }
     assert json.loads(base64.b64decode(ours["body"])) == json.loads(base64.b64decode(theirs["body"]))
     volatile = {"origin"}  # the sending host/pid
     assert {k: v for k, v in ours["headers"].items() if k not in volatile} == {
-        k: v for k, v in theirs["headers"].items() if k not in volatile}
+        k: v for k, v in theirs["headers"].items() if k not in volatile
+    }
     app.close()

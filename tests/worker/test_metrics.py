@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from devtools.processes import make_stack
+from devtools.processes import running_stack
 from devtools.redis_server import free_port
 from tests.api.helpers import SETOSA, VIRGINICA
 from tests.metrics_helpers import eventually, scrape
@@ -14,12 +14,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def metrics_stack(tmp_path):
     port = free_port()
-    s = make_stack(tmp_path, worker_metrics_port=str(port), api_host="127.0.0.1")
-    s.start_worker()
-    s.start_api()
-    s.wait_ready()
-    yield s, f"http://127.0.0.1:{port}/metrics"
-    s.stop_all()
+    with running_stack(tmp_path, worker_metrics_port=str(port), api_host="127.0.0.1") as s:
+        yield s, f"http://127.0.0.1:{port}/metrics"
 
 
 def test_worker_metrics_after_jobs_and_a_failing_batch_item(metrics_stack):
