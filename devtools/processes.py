@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +69,14 @@ class Stack:
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float = 120) -> None:
+        """Until ``condition()`` holds (a worker joined, a queue drained), checking every 0.2 s."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met in {timeout_s}s")
+            time.sleep(0.2)
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         """Until /readyz says every model has a live worker."""

@@ -96,6 +96,7 @@ class Job(BaseModel):
     deliveries: list[WebhookDelivery] = []
     deadline_at: float | None = None  # Cancel-After: aborted if not started by then, canceled if running
     cached: bool = False
+    worker: str | None = None  # the worker that ran it (the last one, after a redelivery)
     cache_key: str | None = None  # where the worker stores the output (deterministic models)
     owner: str | None = None  # the API key that created it (None when authentication is off)
     chunks: int | None = None  # batch jobs: how many chunks the inputs were split into
@@ -150,6 +151,7 @@ class JobPublic(BaseModel):
     webhook: WebhookPublic | None = None
     deadline_at: datetime | None = None
     cached: bool = False
+    worker: str | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:

@@ -81,6 +81,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     start_metrics_server(settings.worker_metrics_port, settings.api_host)  # 0 = off; binds like the API and Flower
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
+    current().hostname = hostname
     runtime = current().runtime
     _heartbeat = Heartbeat(redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status)
     runtime.on_change = _heartbeat.beat

@@ -31,6 +31,7 @@ class WorkerContext:
     store: JobStore
     runtime: ModelRuntime
     batches: BatchStore
+    hostname: str = ""  # set when the worker is ready
     # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
     notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
 

@@ -40,7 +40,12 @@ def begin(ctx: WorkerContext, job_id: str) -> Job | None:
     if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
         return job
     queue_ms = round((now - job.created_at) * 1000, 3)
-    running = {"status": JobStatus.RUNNING, "started_at": now, "metrics": {"queue_ms": queue_ms}}
+    running = {
+        "status": JobStatus.RUNNING,
+        "started_at": now,
+        "metrics": {"queue_ms": queue_ms},
+        "worker": ctx.hostname,
+    }
     if not ctx.store.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), running):
         log.info("job.skipped (canceled before start)")
         return None
