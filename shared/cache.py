@@ -18,6 +18,7 @@ import redis.asyncio as aredis
 from shared.store import PREFIX
 
 STATS = f"{PREFIX}:cache:stats"
+STATS_TTL_S = 7 * 86400  # refreshed on every lookup: counters of a model nobody asks for age out
 
 
 def cache_key(model: str, version: int, normalized: Any) -> str:
@@ -33,7 +34,8 @@ async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(key)
         pipe.hincrby(STATS, f"{model}:lookups", 1)
-        value, _ = await pipe.execute()
+        pipe.expire(STATS, STATS_TTL_S)
+        value, _, _ = await pipe.execute()
     if value is None:
         return None
     await client.hincrby(STATS, f"{model}:hits", 1)
