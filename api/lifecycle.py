@@ -71,21 +71,28 @@ async def wait_for_terminal(state: ApiState, job: Job, timeout_s: float) -> Job:
     """Hold until the job is terminal or the timeout passes, woken by events (no polling)."""
     if timeout_s <= 0 or job.status.is_terminal():
         return job
+    with state.events.subscribe(job.id) as events:
+        job = await read_job(state, job.id)  # it may have finished before we subscribed
+        return await await_terminal(state, job, events, timeout_s)
+
+
+async def await_terminal(state: ApiState, job: Job, events: asyncio.Queue, timeout_s: float) -> Job:
+    """Wait on an existing subscription. A terminal event carries the finished record, so the answer
+    needs no read, except for a job with a webhook, whose delivery log the event does not carry."""
     loop = asyncio.get_running_loop()
     until = loop.time() + timeout_s
     if job.deadline_at is not None:  # wake at the Cancel-After deadline too, to report it
         until = min(until, loop.time() + max(0.0, job.deadline_at - time.time()) + 0.01)
-    with state.events.subscribe(job.id) as events:
-        job = await read_job(state, job.id)  # it may have finished before we subscribed
-        while not job.status.is_terminal():
-            remaining = until - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                event = await asyncio.wait_for(events.get(), remaining)
-            except TimeoutError:
-                job = await read_job(state, job.id)
-                break
-            if event.get("resync") or event.get("status") != "running":
-                job = await read_job(state, job.id)
+    while not job.status.is_terminal():
+        remaining = until - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            event = await asyncio.wait_for(events.get(), remaining)
+        except TimeoutError:
+            return await read_job(state, job.id)
+        if "job" in event and job.webhook is None:
+            job = Job.model_validate(event["job"])
+        elif event.get("resync") or event.get("status") != "running":
+            job = await read_job(state, job.id)
     return job

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.body import media_type, read_form, read_json
 from api.deps import ApiState
-from api.lifecycle import notify
+from api.lifecycle import await_terminal, notify, wait_for_terminal
 from api.metrics import record_job_created
 from shared import cache
 from shared.batch_store import chunk_bounds
@@ -75,6 +75,7 @@ class Options:
     idempotency_key: str | None = None
     cancel_after_s: float | None = None
     owner: str | None = None  # the API key creating the job
+    wait_s: float = 0  # Prefer: wait
 
     @property
     def idempotency_scope(self) -> str | None:
@@ -240,10 +241,15 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
             return await create_cached(state, job, output, options)
         job.cache_key = key
     messages = task_messages(state, job, [(TaskName.PREDICT, [job.id])])
-    job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
-    if created:
-        log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
-        record_job_created(job.model, job.kind.value)
+    with state.events.subscribe(job.id) as events:  # before the job exists: no event can be missed
+        job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
+        if created:
+            log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
+            record_job_created(job.model, job.kind.value)
+            if options.wait_s:
+                job = await await_terminal(state, job, events, options.wait_s)
+    if not created and options.wait_s:
+        job = await wait_for_terminal(state, job, options.wait_s)
     return job, created
 
 
@@ -293,7 +299,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     rows, images = await _batch_rows(state, manifest, sub)
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
-        return job, False
+        return await wait_for_terminal(state, job, options.wait_s), False
     messages = task_messages(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
     try:
         await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images, messages)
@@ -303,7 +309,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
         raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
     log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
     record_job_created(job.model, job.kind.value)
-    return job, True
+    return await wait_for_terminal(state, job, options.wait_s), True
 
 
 async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[list[Any], dict[int, bytes]]:

@@ -52,7 +52,7 @@ def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
         task_default_queue=Queue.CPU.value,
         task_queues=[KombuQueue(q.value, routing_key=q.value) for q in Queue],
         task_create_missing_queues=True,
-        worker_send_task_events=True,  # for Flower
+        worker_send_task_events=settings.task_events,  # for Flower
         worker_hijack_root_logger=False,
     )
     return app

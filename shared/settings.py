@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(600, ge=1)
     # Prometheus metrics of this worker on http://<api_host>:<port>/metrics; 0 = disabled. Each worker
     # process on one machine needs a port of its own.
+    # Celery task events (Flower's task list): 3 Redis publishes per job from the worker's consumer thread
+    task_events: bool = True
     worker_metrics_port: int = Field(0, ge=0, le=65535)
 
     # Result cache for deterministic models (0 disables it)

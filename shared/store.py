@@ -65,6 +65,11 @@ def owner_index(owner: str) -> str:
     return f"{PREFIX}:jobs:o:{owner}"
 
 
+def has_blob(value: Any) -> bool:
+    """Whether a stored input is a claim check (its bytes live under their own key)."""
+    return isinstance(value, dict) and BLOB_REF in value
+
+
 def idem_key(key: str) -> str:
     return f"{PREFIX}:idem:{key}"
 
@@ -111,13 +116,20 @@ def job_fields(job: Job) -> dict[str, Any]:
     return fields
 
 
-def transition_args(allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_id: str) -> list[str]:
+def transition_args(
+    allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_id: str, snapshot: Job | None = None
+) -> list[str]:
+    """Script arguments; ``snapshot`` (the record as it will be) rides in the event, so a waiting
+    request can answer without reading the job back."""
     allowed_s = "|" + "|".join(s.value for s in allowed) + "|"
-    event = json.dumps({"id": job_id, "status": fields["status"].value if "status" in fields else None})
+    event: dict[str, Any] = {"id": job_id, "status": fields["status"].value if "status" in fields else None}
+    if snapshot is not None:
+        event["job"] = snapshot.model_dump(mode="json", exclude={"deliveries"})
+    event_json = json.dumps(event)
     flat: list[str] = []
     for k, v in encode_fields(fields).items():
         flat += [k, v]
-    return [allowed_s, EVENTS_CHANNEL, event, *flat]
+    return [allowed_s, EVENTS_CHANNEL, event_json, *flat]
 
 
 def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
@@ -282,11 +294,24 @@ class JobStore:
         self._transition = client.register_script(TRANSITION_LUA)
 
     def get(self, job_id: str) -> Job | None:
+        return self.get_with_input(job_id)[0]
+
+    def get_with_input(self, job_id: str) -> tuple[Job | None, Any]:
+        """The job and its input in one round trip (the input is a field of the same hash); a
+        claim check comes back as ``{"$blob": key}``, for ``resolve_input``."""
         with self.r.pipeline(transaction=False) as pipe:
             pipe.hgetall(job_key(job_id))
             pipe.lrange(deliveries_key(job_id), 0, -1)
             raw, deliveries = pipe.execute()
-        return decode_job(raw, deliveries) if raw else None
+        if not raw:
+            return None, None
+        return decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None
+
+    def resolve_input(self, value: Any) -> Any:
+        """A claim check's bytes (None if they expired); any other input as it is."""
+        if has_blob(value):
+            return self.binary.get(value[BLOB_REF])
+        return value
 
     def record_delivery(self, job_id: str, delivery: WebhookDelivery) -> None:
         """Append one webhook attempt to the job's delivery log (kept as long as the job)."""
@@ -297,17 +322,11 @@ class JobStore:
             pipe.expire(key, ttl if ttl and ttl > 0 else 3600)
             pipe.execute()
 
-    def get_input(self, job_id: str) -> Any:
-        """The job's input; a claim check is resolved to its bytes (None if they expired)."""
-        raw = self.r.hget(job_key(job_id), "input")
-        value = None if raw is None else json.loads(raw)
-        if isinstance(value, dict) and BLOB_REF in value:
-            return self.binary.get(value[BLOB_REF])
-        return value
-
     def drop_blob(self, job_id: str) -> None:
         self.r.delete(blob_key(job_id))
 
-    def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> bool:
-        res = self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id))
+    def transition(
+        self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any], snapshot: Job | None = None
+    ) -> bool:
+        res = self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id, snapshot))
         return bool(res and res[0])

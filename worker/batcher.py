@@ -7,6 +7,9 @@ load, jobs that arrive during a forward pass form the next batch, so batches gro
 without a fixed delay. ``max_delay_ms`` adds a short wait for stragglers only when a batch is
 not full and more jobs are already in flight. Units are never split, so a batch chunk larger
 than ``max_batch_size`` runs as one pass of its own.
+
+When the model is idle (nothing queued, nothing running), the submitting thread runs the pass
+itself: a lone job skips two thread hand-offs. A lock keeps passes on one model one at a time.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Batcher:
         self._queue: queue.SimpleQueue[Unit] = queue.SimpleQueue()
         self._in_flight = 0  # units submitted and not yet answered
         self._lock = threading.Lock()
+        self._model_lock = threading.Lock()  # one forward pass at a time per model
         self.batch_sizes: list[int] = []  # recent sizes, for metrics and tests
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
         self._thread.start()
@@ -47,9 +51,16 @@ class Batcher:
 
     def run_many(self, prepared: list[Any]) -> tuple[list[Any], float]:
         """Predict many; each result is an output or the exception that item raised."""
-        future: Future = Future()
         with self._lock:
-            self._in_flight += 1
+            inline = self._in_flight == 0 and self._model_lock.acquire(blocking=False)
+            if not inline:
+                self._in_flight += 1
+        if inline:
+            try:
+                return self._forward(prepared)
+            finally:
+                self._model_lock.release()
+        future: Future = Future()
         self._queue.put((prepared, future))
         return future.result()
 
@@ -77,21 +88,25 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             units = self._collect()
-            inputs = [item for items, _ in units for item in items]
-            started = time.perf_counter()
-            try:
-                outputs: list[Any] = self.predictor.predict_batch(inputs)
-            except Exception:  # noqa: BLE001 - isolate the item that broke the batch
-                outputs = [self._predict_one(item) for item in inputs]
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            worker_metrics.observe_forward_pass(self.predictor.manifest, len(inputs), elapsed_ms / 1000)
-            self.batch_sizes = [*self.batch_sizes[-999:], len(inputs)]
+            with self._model_lock:
+                outputs, elapsed_ms = self._forward([item for items, _ in units for item in items])
             with self._lock:
                 self._in_flight -= len(units)
             offset = 0
             for items, future in units:
                 future.set_result((outputs[offset : offset + len(items)], elapsed_ms))
                 offset += len(items)
+
+    def _forward(self, inputs: list[Any]) -> tuple[list[Any], float]:
+        started = time.perf_counter()
+        try:
+            outputs: list[Any] = self.predictor.predict_batch(inputs)
+        except Exception:  # noqa: BLE001 - isolate the item that broke the batch
+            outputs = [self._predict_one(item) for item in inputs]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        worker_metrics.observe_forward_pass(self.predictor.manifest, len(inputs), elapsed_ms / 1000)
+        self.batch_sizes = [*self.batch_sizes[-999:], len(inputs)]
+        return outputs, elapsed_ms
 
     def _predict_one(self, item: Any) -> Any:
         try:

@@ -28,9 +28,10 @@ def failed(code: str, message: str) -> dict[str, Any]:
 
 
 def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
-    job = begin(ctx, job_id)
-    if job is None or ctx.batches.is_done(job_id, chunk):
+    started = begin(ctx, job_id)
+    if started is None or ctx.batches.is_done(job_id, chunk):
         return
+    job = started[0]
     rows = ctx.batches.read_inputs(job_id, chunk)
     if rows is None:
         return  # done by another delivery meanwhile

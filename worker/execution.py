@@ -14,16 +14,18 @@ from typing import Any
 from shared import cache
 from shared.errors import InvalidInput, MlqueueError
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
+from shared.store import has_blob
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
 
-def begin(ctx: WorkerContext, job_id: str) -> Job | None:
+def begin(ctx: WorkerContext, job_id: str) -> tuple[Job, Any] | None:
     """Move the job to ``running`` (the first chunk of a batch does; later chunks join). Returns
-    the job to run, or None when it must not run (gone, finished, canceled, past its deadline)."""
-    job = ctx.store.get(job_id)
+    the job and its stored input (read together), or None when it must not run (gone, finished,
+    canceled, past its deadline)."""
+    job, stored_input = ctx.store.get_with_input(job_id)
     if job is None:
         log.warning("job.missing (expired before it ran)")
         return None
@@ -38,7 +40,7 @@ def begin(ctx: WorkerContext, job_id: str) -> Job | None:
             notify(ctx, job, WebhookEvent.COMPLETED)
         return None
     if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
-        return job
+        return job, stored_input
     queue_ms = round((now - job.created_at) * 1000, 3)
     running = {
         "status": JobStatus.RUNNING,
@@ -53,13 +55,15 @@ def begin(ctx: WorkerContext, job_id: str) -> Job | None:
     log.info("job.started model=%s version=%s", job.model, job.version)
     if job.status is JobStatus.QUEUED:
         notify(ctx, job, WebhookEvent.STARTED)
-    return job.model_copy(update={"status": JobStatus.RUNNING, "started_at": now})
+    return job.model_copy(update={"status": JobStatus.RUNNING, "started_at": now}), stored_input
 
 
-def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any]) -> JobStatus | None:
+def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any], *, drop_blob: bool = False) -> JobStatus | None:
     """The final compare-and-set from ``running``; a job canceled meanwhile keeps its state."""
-    applied = ctx.store.transition(job.id, (JobStatus.RUNNING,), fields)
-    ctx.store.drop_blob(job.id)  # the claim check has served its purpose either way
+    final = Job.model_validate({**job.model_dump(), **fields})
+    applied = ctx.store.transition(job.id, (JobStatus.RUNNING,), fields, snapshot=final)
+    if drop_blob:  # the claim check has served its purpose either way
+        ctx.store.drop_blob(job.id)
     worker_metrics.record_job_finished(job.model, fields if applied else None)
     if not applied:
         log.info("job.result_dropped (canceled while running)")
@@ -83,15 +87,16 @@ def notify(ctx: WorkerContext, job: Job, event: WebhookEvent) -> None:
 
 def run_job(job_id: str, ctx: WorkerContext) -> JobStatus | None:
     """Run a single job. Returns the status it ended in (None if it did not run)."""
-    job = begin(ctx, job_id)
-    if job is None:
+    started_job = begin(ctx, job_id)
+    if started_job is None:
         return None
+    job, stored_input = started_job
     started = job.started_at or time.time()
     queue_ms = (started - job.created_at) * 1000
     fields: dict[str, Any]
     predict_ms = None
     try:
-        raw_input = ctx.store.get_input(job_id)
+        raw_input = ctx.store.resolve_input(stored_input)
         if raw_input is None:
             raise InvalidInput("the job's input has expired or is missing", code="input_missing")
         output, predict_ms = ctx.runtime.predict(job.model, job.version, raw_input)
@@ -110,4 +115,5 @@ def run_job(job_id: str, ctx: WorkerContext) -> JobStatus | None:
     metrics = {"queue_ms": round(queue_ms, 3), "total_ms": round((completed - job.created_at) * 1000, 3)}
     if predict_ms is not None:
         metrics["predict_ms"] = round(predict_ms, 3)
-    return finish(ctx, job, {**fields, "completed_at": completed, "metrics": metrics})
+    fields = {**fields, "completed_at": completed, "metrics": metrics}
+    return finish(ctx, job, fields, drop_blob=has_blob(stored_input))

@@ -7,10 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import StateDep
-from api.routes.jobs import CancelAfterHeader, IdempotencyHeader, PreferHeader, respond, upload_body
+from api.routes.jobs import CancelAfterHeader, IdempotencyHeader, PreferHeader, options_from, respond, upload_body
 from api.security import Principal, Scope, authorize
-from api.submission import Options, parse_cancel_after, read_submission
 from api.submission import create_batch as submit
+from api.submission import read_submission
 from shared.jobs import BatchCreate, JobPublic
 
 router = APIRouter(prefix="/v1", tags=["batches"])
@@ -33,6 +33,6 @@ async def create_batch(
     cancel_after: CancelAfterHeader = None,
 ) -> JobPublic:
     """Submit many inputs as one job (`kind: batch`); `progress` counts items, results are paged."""
-    options = Options(idempotency_key, parse_cancel_after(cancel_after), principal.owner)
+    options = options_from(state, principal, prefer, idempotency_key, cancel_after)
     submission = await read_submission(request, state, batch=True)
-    return await respond(await submit(state, model, submission, options), response, prefer, state)
+    return respond(await submit(state, model, submission, options), response, options)

@@ -10,12 +10,12 @@ from fastapi.responses import StreamingResponse
 from api.deps import StateDep
 from api.lifecycle import cancel_job as cancel
 from api.lifecycle import read_job as read
-from api.lifecycle import redeliver, wait_for_terminal
+from api.lifecycle import redeliver
 from api.security import Principal, Scope, authorize
 from api.streams import job_event_stream, results_page, results_stream
 from api.submission import Options, parse_cancel_after, parse_prefer_wait, read_submission
 from api.submission import create_job as submit
-from shared.jobs import JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.jobs import Job, JobCreate, JobPublic, JobsPublic, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -45,13 +45,22 @@ def upload_body(file_field: str, json_schema: dict[str, Any], many: bool) -> dic
     }
 
 
-async def respond(job_and_created: tuple, response: Response, prefer: str | None, state: StateDep) -> JobPublic:
+def options_from(
+    state: StateDep, principal: Principal, prefer: str | None, idempotency_key: str | None, cancel_after: str | None
+) -> Options:
+    return Options(
+        idempotency_key,
+        parse_cancel_after(cancel_after),
+        principal.owner,
+        parse_prefer_wait(prefer, state.settings.max_wait_s),
+    )
+
+
+def respond(job_and_created: tuple[Job, bool], response: Response, options: Options) -> JobPublic:
     """202 + Location, or 200 when the job finished within ``Prefer: wait``."""
     job, created = job_and_created
-    wait_s = parse_prefer_wait(prefer, state.settings.max_wait_s)
-    if wait_s:
-        job = await wait_for_terminal(state, job, wait_s)
-        response.headers["Preference-Applied"] = f"wait={wait_s}"
+    if options.wait_s:
+        response.headers["Preference-Applied"] = f"wait={options.wait_s}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if job.status.is_terminal():
         response.status_code = 200
@@ -86,9 +95,9 @@ async def create_job(
     cancel_after: CancelAfterHeader = None,
 ) -> JobPublic:
     """Submit one prediction; answers 202 at once, or 200 if it finishes within `Prefer: wait=N`."""
-    options = Options(idempotency_key, parse_cancel_after(cancel_after), principal.owner)
+    options = options_from(state, principal, prefer, idempotency_key, cancel_after)
     submission = await read_submission(request, state, batch=False)
-    return await respond(await submit(state, model, submission, options), response, prefer, state)
+    return respond(await submit(state, model, submission, options), response, options)
 
 
 @router.get(

@@ -69,3 +69,18 @@ def test_one_bad_input_fails_alone():
     assert outcomes[1.0] == 2.0 and outcomes[3.0] == 6.0
     with pytest.raises(ValueError, match="negative"):
         raise outcomes[-1.0]
+
+
+def test_an_idle_model_runs_a_lone_job_on_the_callers_thread():
+    model = SlowDoubler()
+    threads = []
+    original = model.predict_batch
+
+    def recording(prepared):
+        threads.append(threading.current_thread())
+        return original(prepared)
+
+    model.predict_batch = recording
+    batcher = Batcher(model, max_batch_size=8, max_delay_ms=0)
+    assert batcher.run(2.0)[0] == {"y": 4.0}
+    assert threads == [threading.current_thread()]  # no hand-off to the batcher thread
