@@ -185,3 +185,19 @@ def test_a_refused_webhook_url_is_a_422(api):
     for url in ("ftp://127.0.0.1/x", "http://user:pw@127.0.0.1/x", "file:///etc/passwd"):
         response = submit(api, body={"input": SETOSA, "webhook": url})
         assert response.status_code == 422 and response.json()["code"] == "webhook_url_refused", response.text
+
+
+def test_redeliver_replays_the_final_event_with_a_new_webhook_id(api):
+    with Receiver() as receiver:
+        job = hook_job(api, receiver.url("/redo"), events=["job.completed"])
+        wait_for(lambda: len(verified(receiver, "/redo")) == 1, 15)
+        response = api.post(f"/v1/jobs/{job['id']}/webhook/redeliver")
+        assert response.status_code == 202 and response.json()["event"] == "job.completed"
+        wait_for(lambda: len(verified(receiver, "/redo")) == 2, 15)
+        (first_id, first), (second_id, second) = verified(receiver, "/redo")
+        assert first_id != second_id and second_id == response.json()["webhook_id"]
+        assert first["type"] == second["type"] == "job.completed" and second["data"]["id"] == job["id"]
+    plain = submit(api, Prefer="wait=10").json()
+    response = api.post(f"/v1/jobs/{plain['id']}/webhook/redeliver")
+    assert response.status_code == 409 and response.json()["code"] == "no_webhook"
+    assert api.post("/v1/jobs/01JNOSUCHJOB00000000000000/webhook/redeliver").status_code == 404
