@@ -55,7 +55,8 @@ def begin(ctx: WorkerContext, job_id: str) -> tuple[Job, Any] | None:
     log.info("job.started model=%s version=%s", job.model, job.version)
     if job.status is JobStatus.QUEUED:
         notify(ctx, job, WebhookEvent.STARTED)
-    return job.model_copy(update={"status": JobStatus.RUNNING, "started_at": now}), stored_input
+    # the record as just written: the final event's snapshot is built from it
+    return Job.model_validate({**job.model_dump(), **running}), stored_input
 
 
 def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any], *, drop_blob: bool = False) -> JobStatus | None:

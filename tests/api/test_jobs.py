@@ -128,3 +128,10 @@ def test_rejected_requests_create_no_job(client):
     client.post("/v1/models/iris/jobs", json={"input": [1, 2]})
     after = client.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
     assert [j["id"] for j in after] == [j["id"] for j in before]
+
+
+def test_the_waited_answer_is_the_stored_record(client):
+    """A waiting request answers from the worker's event, not a read: it must equal the record."""
+    waited = submit(client, body={"input": VIRGINICA}, Prefer="wait=10").json()
+    assert waited["status"] == "succeeded"
+    assert waited == client.get(f"/v1/jobs/{waited['id']}").json()
