@@ -1,7 +1,8 @@
 """Batch jobs in Redis: inputs and results stored per chunk, progress counted atomically.
 
     mlqueue:batch:{id}:in:{c}    JSON list: chunk c's inputs (deleted once the chunk is done)
-    mlqueue:batch:{id}:out:{c}   JSON list: chunk c's results, in input order
+    mlqueue:batch:{id}:out:{c}   NDJSON: chunk c's results, one per line, in input order (streamed
+                                 back as stored: no parsing on the way out)
     mlqueue:batch:{id}:done      set of finished chunk indexes (a redelivered chunk counts once)
     mlqueue:batch:{id}:img:{i}   image i's pixels (image batches), deleted with its chunk
 
@@ -114,27 +115,21 @@ class AsyncBatchStore:
             return []
         first, last = offset // chunk_size, (end - 1) // chunk_size
         raw = await self.r.mget([out_key(job_id, c) for c in range(first, last + 1)])
-        items: list[dict[str, Any]] = []
+        lines: list[str] = []
         for c, value in zip(range(first, last + 1), raw, strict=True):
-            start = c * chunk_size
-            chunk = (
-                json.loads(value)
-                if value
-                else [{"index": i, "status": "pending"} for i in range(start, min(start + chunk_size, total))]
-            )
-            items.extend(chunk)
-        return items[offset - first * chunk_size : end - first * chunk_size]
+            lines.extend(value.split("\n") if value else _pending(c, chunk_size, total).splitlines())
+        return [json.loads(line) for line in lines[offset - first * chunk_size : end - first * chunk_size]]
 
     async def stream(self, job_id: str, chunks: int, chunk_size: int, total: int) -> AsyncIterator[bytes]:
         """Every result as NDJSON, one chunk in memory at a time."""
         for c in range(chunks):
             value = await self.r.get(out_key(job_id, c))
-            if value:
-                items = json.loads(value)
-            else:
-                start = c * chunk_size
-                items = [{"index": i, "status": "pending"} for i in range(start, min(start + chunk_size, total))]
-            yield "".join(json.dumps(item, separators=(",", ":")) + "\n" for item in items).encode()
+            yield (value + "\n" if value else _pending(c, chunk_size, total)).encode()
+
+
+def _pending(chunk: int, chunk_size: int, total: int) -> str:
+    start = chunk * chunk_size
+    return "".join(f'{{"index":{i},"status":"pending"}}\n' for i in range(start, min(start + chunk_size, total)))
 
 
 class BatchStore:
@@ -165,7 +160,7 @@ class BatchStore:
             keys=[job_key(job_id), done_key(job_id), out_key(job_id, chunk), in_key(job_id, chunk)],
             args=[
                 chunk,
-                json.dumps(results, allow_nan=False),
+                "\n".join(json.dumps(item, separators=(",", ":"), allow_nan=False) for item in results),
                 len(results) - failed,
                 failed,
                 self.ttl_s,

@@ -70,8 +70,10 @@ def predict_rows(ctx: WorkerContext, job: Job, rows: list[Any], image_indexes: l
         pixels = iter(ctx.batches.read_images(job.id, image_indexes))
         rows = [row if "error" in row else next(pixels) for row in rows]
     results: list[dict | None] = [None] * len(rows)
-    prepared, positions = [], []
-    for i, row in enumerate(rows):
+    prepare_many = getattr(model.predictor, "prepare_many", None)
+    fast = prepare_many(rows) if prepare_many is not None and not image_indexes else None
+    prepared, positions = (fast, range(len(rows))) if fast is not None else ([], [])
+    for i, row in enumerate(rows if fast is None else ()):
         if isinstance(row, dict) and set(row) == {"error"}:
             results[i] = {"status": "failed", "error": row["error"]}
             continue

@@ -1,0 +1,34 @@
+"""The tabular fast path for batches must accept exactly what row-by-row validation accepts."""
+
+import math
+
+import pytest
+
+from shared.manifests import ModelRepository
+from shared.settings import REPO_ROOT
+from worker.families.tabular import TabularClassifier
+
+
+@pytest.fixture(scope="module")
+def iris() -> TabularClassifier:
+    manifest = ModelRepository(REPO_ROOT / "models").get("iris", 1)
+    return TabularClassifier(manifest, REPO_ROOT / "models/iris/1" / manifest.artifact)
+
+
+def test_plain_positional_rows_are_taken_whole(iris):
+    rows = [[5.1, 3.5, 1.4, 0.2], [6, 3, 5, 2]]
+    assert iris.prepare_many(rows) == rows
+    assert iris.predict_batch(rows) == [iris.predict_batch([row])[0] for row in rows]
+
+
+@pytest.mark.parametrize("bad", [
+    [1.0, 2.0, 3.0],  # count
+    [1.0, 2.0, 3.0, math.nan],
+    [1.0, 2.0, 3.0, math.inf],
+    [1.0, True, 3.0, 4.0],
+    [1.0, "2", 3.0, 4.0],
+    {"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4},  # named: row by row
+    None,
+])
+def test_anything_else_falls_back_to_row_by_row(iris, bad):
+    assert iris.prepare_many([[5.1, 3.5, 1.4, 0.2], bad]) is None
