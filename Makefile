@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint models bench api-key clean
+.PHONY: run test lint models bench bench-quick api-key clean
 
 $(STAMP): requirements/*.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ models: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+bench-quick: $(STAMP)
+	$(PY) -m bench.run --quick
 
 # make api-key NAME=ci SCOPES=submit,read   (prints the key once, and its MLQUEUE_API_KEYS entry)
 api-key: $(STAMP)

@@ -1,0 +1,770 @@
+"""``make bench``: mlqueue against the raw model, a tutorial FastAPI + Celery service and BentoML.
+
+``python -m bench.run [--quick] [--only iris,image,...] [--out bench/results/latest.json]``
+
+In one run on this machine it measures, side by side:
+  (a) raw: the shipped models called in-process, as the worker calls them (``bench.raw``);
+  (b) mlqueue end to end through HTTP: a private Redis + one worker + the API (``devtools.processes``);
+  (c) naive: the tutorial pattern (``bench.naive``) on a Redis of its own;
+  (d) BentoML with adaptive batching, in its own virtualenv (skipped with a note if unavailable);
+then prints a table, the issue's targets (PASS/MISS and by how much), and writes everything as JSON.
+Each system runs alone, so the 2 cores are never shared between systems. For every workload it also
+records the CPU seconds each process used (and what other processes on the machine used: a busy
+neighbour is reported in the notes) and, for mlqueue, where a job's time went (``load.Timeline``).
+``--profile DIR`` samples the API and the worker with py-spy during the iris c=64, image and batch
+workloads (``bench.profile``; a profiled run's numbers are lower). The load generator is
+``bench.http`` (``--client httpx`` to compare: httpx costs ~1-5 ms of client CPU per request here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench import load
+from bench.data import digit_pngs, iris_rows
+from bench.profile import Profiler
+from bench.targets import evaluate
+from devtools.processes import Stack, make_stack
+from devtools.redis_server import RedisServer, free_port
+from shared.settings import REPO_ROOT
+
+FAMILIES = ("raw", "idle", "iris", "image", "batch", "cache")
+BENTOML_VENV = Path(os.environ.get("BENCH_BENTOML_VENV", "/tmp/bentoml-venv"))
+# The product's defaults where devtools.processes sets test-friendly ones; the cache is on only for
+# the cache workload (a stack of its own), so every other job reaches a worker.
+STACK_SETTINGS = {
+    "log_level": "WARNING",
+    "rate_limit": "1000000000/minute",
+    "batch_rate_limit": "1000000000/minute",
+    "worker_concurrency": "16",
+    "worker_threads": "0",
+    "heartbeat_interval_s": "5",
+    "cache_ttl_s": "0",
+}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    raw_s: float = 3.0
+    idle: int = 300
+    iris_c1: int = 2_000
+    iris_c64: int = 6_000
+    images: int = 500
+    batch_rows: int = 100_000
+    cache: int = 1_000
+    max_s: float = 20.0  # per timed workload
+    naive_image_max_s: float = 45.0
+
+
+QUICK = Sizes(
+    raw_s=1.0,
+    idle=40,
+    iris_c1=150,
+    iris_c64=600,
+    images=96,
+    batch_rows=10_000,
+    cache=100,
+    max_s=8.0,
+    naive_image_max_s=15.0,
+)
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- machine, processes, CPU accounting ---------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for dist in (
+        "tensorflow-cpu",
+        "tensorflow",
+        "keras",
+        "scikit-learn",
+        "numpy",
+        "celery",
+        "kombu",
+        "redis",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "httpx",
+        "pillow",
+    ):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": model,
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def wait_for_quiet(max_s: float, busy_below: float = 15.0) -> float:
+    """Wait (at most ``max_s``) until the machine's CPUs are under ``busy_below`` percent busy over
+    two 2-second samples in a row; returns the last sample."""
+    deadline = time.monotonic() + max_s
+    quiet = 0
+    busy = psutil.cpu_percent(interval=2)
+    while time.monotonic() < deadline:
+        quiet = quiet + 1 if busy < busy_below else 0
+        if quiet >= 2:
+            break
+        busy = psutil.cpu_percent(interval=2)
+    return busy
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its children (prefork pools, BentoML's workers), in MB (10^6 bytes)."""
+    proc = psutil.Process(pid)
+    procs = [proc, *proc.children(recursive=True)]
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return round(total / 1e6, 1)
+
+
+class CpuMeter:
+    """CPU seconds used by each named process tree between ``start`` and ``stop``, by this client, and
+    by everything else on the machine (``other``: a busy neighbour makes the numbers unreliable)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        out = {"client": time.process_time()}
+        for name, pid in self.pids.items():
+            total = 0.0
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                for p in [proc, *proc.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        total += t.user + t.system
+            out[name] = total
+        machine = psutil.cpu_times()
+        out["machine"] = machine.user + machine.nice + machine.system + getattr(machine, "softirq", 0)
+        out["steal"] = getattr(machine, "steal", 0.0)  # a hypervisor taking the vCPUs away
+        return out
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        used = {k: max(0.0, after[k] - self.before.get(k, 0.0)) for k in after}
+        machine = used.pop("machine")
+        steal = used.pop("steal")
+        used["other"] = max(0.0, machine - sum(used.values()))
+        used["steal"] = steal
+        return {k: round(v, 2) for k, v in used.items()}
+
+
+# --- the systems --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mlqueue_stack(tmp: Path, **overrides: str) -> Iterator[Stack]:
+    stack = make_stack(tmp, **{**STACK_SETTINGS, **overrides})
+    try:
+        stack.start_worker()
+        stack.start_api()
+        stack.wait_ready(timeout_s=180)
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+@contextlib.contextmanager
+def naive_service(tmp: Path) -> Iterator[tuple[str, dict[str, int]]]:
+    """Redis, the tutorial's prefork Celery worker and its uvicorn front end (1 worker)."""
+    redis = RedisServer(data_dir=tmp / "naive-redis").start()
+    env = {**os.environ, "NAIVE_REDIS_URL": redis.url, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    port = free_port()
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        with open(tmp / "naive-worker.log", "ab") as log:
+            procs["worker"] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "bench.naive.tasks",
+                    "worker",
+                    "--loglevel=WARNING",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        with open(tmp / "naive-api.log", "ab") as log:
+            procs["api"] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "bench.naive.app:app",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/docs", procs, 60)
+        yield url, {"api": procs["api"].pid, "worker": procs["worker"].pid, "redis": redis.process.pid}
+    finally:
+        for proc in procs.values():
+            stop_group(proc)
+        redis.stop()
+
+
+def bentoml_ready(notes: list[str], allow_install: bool) -> Path | None:
+    """The BentoML virtualenv's ``bentoml`` (bentoml + tensorflow-cpu + keras as pinned here),
+    created if missing and ``allow_install``; None with a note when it cannot be had quickly."""
+    exe = BENTOML_VENV / "bin" / "bentoml"
+    py = BENTOML_VENV / "bin" / "python"
+    check = [str(py), "-c", "import bentoml, tensorflow, keras, PIL"]
+    if py.exists() and subprocess.run(check, capture_output=True, timeout=120).returncode == 0:
+        return exe
+    if not allow_install:
+        notes.append(f"BentoML skipped: no usable virtualenv at {BENTOML_VENV} (run without --quick to create it)")
+        return None
+    pins = [f"{d}=={importlib.metadata.version(d)}" for d in ("tensorflow-cpu", "keras")]
+    say(f"creating {BENTOML_VENV} (bentoml, {', '.join(pins)}): up to 5 minutes")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True, timeout=120)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "bentoml", *pins, "pillow"],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+        subprocess.run(check, check=True, capture_output=True, timeout=120)
+        return exe
+    except (subprocess.SubprocessError, OSError, importlib.metadata.PackageNotFoundError) as exc:
+        notes.append(f"BentoML skipped: could not install it into {BENTOML_VENV}: {str(exc)[:200]}")
+        return None
+
+
+@contextlib.contextmanager
+def bentoml_service(tmp: Path, exe: Path, model: Path) -> Iterator[tuple[str, dict[str, int]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DIGITS_MODEL": str(model),
+        "BENTOML_HOME": str(tmp / "bentoml-home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": "",
+    }
+    with open(tmp / "bentoml.log", "ab") as log:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "service:Digits", "--port", str(port), "--host", "127.0.0.1"],
+            cwd=REPO_ROOT / "bench" / "bento",
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz", {"bentoml": proc}, 180)
+        yield url, {"bentoml": proc.pid}
+    finally:
+        stop_group(proc)
+
+
+def wait_http(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
+
+
+def stop_group(proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, only: set[str], tmp: Path, profile_dir: Path | None, client_kind: str) -> None:
+        self.sizes = sizes
+        self.client_kind = client_kind
+        self.only = only
+        self.tmp = tmp
+        self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.extra: dict[str, Any] = {}
+        self.profiler = Profiler(profile_dir)
+        self.profiles: dict[str, Any] = {}
+        say("generating inputs")
+        self.iris = iris_rows(max(sizes.iris_c64, sizes.iris_c1, sizes.idle, 2_000), seed=3)
+        self.batch = iris_rows(sizes.batch_rows, seed=4)
+        self.pngs = digit_pngs(max(sizes.images, 64), seed=5)
+        self.has_image = (REPO_ROOT / "models" / "digits" / "1" / "manifest.json").exists()
+
+    def wants(self, family: str) -> bool:
+        return family in self.only
+
+    def add(
+        self,
+        workload: str,
+        system: str,
+        result: dict[str, Any],
+        cpu: dict[str, float] | None = None,
+        timeline: load.Timeline | None = None,
+    ) -> None:
+        row = {"workload": workload, "system": system, **result}
+        if cpu is not None:
+            row["cpu_s"] = cpu
+            if row.get("count"):
+                row["cpu_ms_per_job"] = {
+                    k: round(v * 1000 / row["count"], 3) for k, v in cpu.items() if k not in ("other", "steal")
+                }
+        if timeline is not None and timeline.samples:
+            row["breakdown_ms"] = timeline.summary()
+        self.rows.append(row)
+        rate, p50, p99 = row.get("rate"), row.get("p50_ms"), row.get("p99_ms")
+        err = f", {row['errors']} errors" if row.get("errors") else ""
+        say(f"  {workload:<24} {system:<18} {rate:>10,.1f}/s  p50 {p50} ms  p99 {p99} ms{err}")
+        if cpu and cpu.get("other", 0) > 0.1 * max(row.get("elapsed_s") or 0, 1e-9) * (os.cpu_count() or 1):
+            note = f"{workload} / {system}: other processes used {cpu['other']} CPU-s during it (a busy machine)"
+            self.notes.append(note)
+            say(f"    warning: {note}")
+        if "breakdown_ms" in row:
+            parts = ", ".join(f"{k} {v['p50_ms']}" for k, v in row["breakdown_ms"].items())
+            say(f"    p50 breakdown (ms): {parts}")
+
+    async def measure(
+        self,
+        workload: str,
+        system: str,
+        call: Any,
+        n: int,
+        concurrency: int,
+        max_s: float,
+        meter: CpuMeter,
+        profile: dict[str, int] | None = None,
+        timeline: load.Timeline | None = None,
+    ) -> dict[str, Any]:
+        """Warm up (untimed), then the timed closed loop, with CPU accounting (and a profile)."""
+        await load.closed_loop(call, min(2 * concurrency, 64), concurrency, 30)
+        if timeline is not None:
+            timeline.samples.clear()
+        if profile:
+            self.profiler.start(workload.replace(" ", "_").replace("=", ""), profile, max_s)
+            meter = CpuMeter({**meter.pids, **self.profiler.pids()})
+        meter.start()
+        result = await load.closed_loop(call, n, concurrency, max_s)
+        cpu = meter.stop()
+        if profile:
+            self.profiles.update(self.profiler.stop())
+        self.add(workload, system, result, cpu, timeline)
+        return result
+
+    # (a)
+    def run_raw(self) -> None:
+        say("(a) raw in-process: loading the model repository like a worker")
+        out = self.tmp / "raw.json"
+        cmd = [sys.executable, "-m", "bench.raw", "--seconds", str(self.sizes.raw_s), "--out", str(out)]
+        if not self.has_image:
+            cmd.append("--no-image")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MLQUEUE_LOG_LEVEL": "WARNING"}
+        subprocess.run(
+            cmd, cwd=REPO_ROOT, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        raw = json.loads(out.read_text())
+        self.extra["raw"] = raw
+        labels = {
+            "iris_x1": "iris x1 (predict_batch of 1)",
+            "iris_b64": "iris batch of 64",
+            "digits_x1": "image x1 (predict_batch of 1)",
+            "digits_b32": "image batch of 32",
+            "digits_keras_predict_x1": "image Keras model.predict x1",
+            "png_decode": "PNG decode+resize (API side)",
+        }
+        for key, label in labels.items():
+            if key in raw:
+                self.add(label, "raw in-process", raw[key])
+
+    # (b)
+    async def run_mlqueue(self) -> None:
+        s = self.sizes
+        say("(b) mlqueue: Redis + worker + API (cache off)")
+        with mlqueue_stack(self.tmp / "mlqueue") as stack:
+            pids = {
+                "api": stack.procs["api"].pid,
+                "worker": stack.procs["worker"].pid,
+                "redis": stack.redis.process.pid,
+            }
+            meter = CpuMeter(pids)
+            profiled = {"api": pids["api"], "worker": pids["worker"]}  # py-spy reads Python processes only
+            self.extra["mlqueue_settings"] = {k: v for k, v in stack.env.items() if k.startswith("MLQUEUE_")}
+            async with load.client(stack.api_url, 64, self.client_kind) as http:
+                if self.wants("idle"):
+                    timeline = load.Timeline()
+                    call = load.mlqueue_json_job(http, "iris", self.iris, wait_s=10, timeline=timeline)
+                    await load.sequential(call, 20, 0.02, 10)  # warm-up
+                    timeline.samples.clear()
+                    meter.start()
+                    result = await load.sequential(call, s.idle, 0.02, s.max_s)
+                    self.add("idle single iris", "mlqueue", result, meter.stop(), timeline)
+                    if self.has_image:
+                        timeline = load.Timeline()
+                        call = load.mlqueue_image_job(http, "digits", self.pngs, wait_s=10, timeline=timeline)
+                        await load.sequential(call, 10, 0.02, 10)
+                        timeline.samples.clear()
+                        meter.start()
+                        result = await load.sequential(call, min(s.idle, 200), 0.02, s.max_s)
+                        self.add("idle single image", "mlqueue", result, meter.stop(), timeline)
+                if self.wants("iris"):
+                    # The floor of any job: the API answering a no-op (GET /healthz) through the same client.
+                    call = load.get_path(http, "/healthz")
+                    await self.measure("GET /healthz c=64 (floor)", "mlqueue API", call, 4 * s.iris_c64, 64, 5, meter)
+                    call = load.mlqueue_json_job(http, "iris", self.iris, wait_s=10)
+                    await self.measure("iris c=1", "mlqueue", call, s.iris_c1, 1, s.max_s, meter)
+                    timeline = load.Timeline()
+                    call = load.mlqueue_json_job(http, "iris", self.iris, wait_s=10, timeline=timeline)
+                    await self.measure("iris c=64", "mlqueue", call, s.iris_c64, 64, s.max_s, meter, profiled, timeline)
+                if self.wants("image") and self.has_image:
+                    timeline = load.Timeline()
+                    call = load.mlqueue_image_job(http, "digits", self.pngs, wait_s=30, timeline=timeline)
+                    await self.measure(
+                        "image c=32", "mlqueue", call, s.images, 32, 3 * s.max_s, meter, profiled, timeline
+                    )
+                if self.wants("batch"):
+                    await self.run_batch(http, meter, profiled)
+            self.extra["rss_mb"] = {"api": tree_rss_mb(pids["api"]), "worker": tree_rss_mb(pids["worker"])}
+            self.extra["readyz"] = httpx.get(f"{stack.api_url}/readyz", timeout=5).json()
+            rss = self.extra["rss_mb"]
+            say(f"  RSS after the workloads: API {rss['api']} MB, worker {rss['worker']} MB")
+
+    async def run_batch(self, http: load.HttpClient, meter: CpuMeter, profile: dict[str, int]) -> None:
+        rows = self.batch
+        await load.mlqueue_batch(http, "iris", rows[:2_000], 60)  # warm-up
+        self.profiler.start("batch", profile, 60)
+        meter = CpuMeter({**meter.pids, **self.profiler.pids()})
+        meter.start()
+        try:
+            result = await load.mlqueue_batch(http, "iris", rows, 180)
+        except load.Failed as exc:
+            self.notes.append(f"batch failed: {exc}")
+            return
+        finally:
+            self.profiles.update(self.profiler.stop())
+        cpu = meter.stop()
+        self.extra["batch"] = {**result, "cpu_s": cpu}
+        if result["succeeded_lines"] != len(rows):
+            self.notes.append(f"batch: {result['succeeded_lines']} of {len(rows)} result lines succeeded")
+        self.add(
+            f"batch {len(rows):,} rows",
+            "mlqueue",
+            {
+                "rate": result["rate"],
+                "p50_ms": None,
+                "p95_ms": None,
+                "p99_ms": None,
+                "count": len(rows),
+                "errors": len(rows) - result["succeeded_lines"],
+                "elapsed_s": result["elapsed_s"],
+            },
+            cpu,
+        )
+        say(f"    submit {result['submit_s']} s, run {result['run_s']} s, stream {result['stream_s']} s")
+
+    async def run_cache(self) -> None:
+        say("(b) mlqueue with the result cache on (MLQUEUE_CACHE_TTL_S=3600)")
+        with mlqueue_stack(self.tmp / "mlqueue-cache", cache_ttl_s="3600") as stack:
+            pids = {
+                "api": stack.procs["api"].pid,
+                "worker": stack.procs["worker"].pid,
+                "redis": stack.redis.process.pid,
+            }
+            async with load.client(stack.api_url, 1, self.client_kind) as http:
+                row = [self.iris[0]]
+                await load.sequential(load.mlqueue_json_job(http, "iris", row, wait_s=5), 1, 0, 10)  # the miss
+                call = load.mlqueue_json_job(http, "iris", row, wait_s=5, expect_cached=True)
+                await load.sequential(call, 20, 0, 10)
+                meter = CpuMeter(pids)
+                meter.start()
+                result = await load.sequential(call, self.sizes.cache, 0.0, self.sizes.max_s)
+                self.add("cache hit (same row)", "mlqueue", result, meter.stop())
+
+    # (c)
+    async def run_naive(self) -> None:
+        s = self.sizes
+        say("(c) naive: FastAPI + task.delay() + AsyncResult polling, prefork Celery worker")
+        with naive_service(self.tmp) as (url, pids):
+            meter = CpuMeter(pids)
+            async with load.client(url, 64, self.client_kind) as http:
+                iris_bodies = [(json.dumps({"features": r}).encode(), load.JSON) for r in self.iris]
+                call = load.naive_job(http, "/predict/iris", iris_bodies, poll_s=0.05)
+                await load.closed_loop(call, 4, 1, 60)  # the worker is up
+                if self.wants("iris"):
+                    await self.measure("iris c=1", "naive", call, min(s.iris_c1, 400), 1, s.max_s, meter)
+                    await self.measure("iris c=64", "naive", call, s.iris_c64, 64, s.max_s, meter)
+                if self.wants("image") and self.has_image:
+                    bodies = [load.multipart("file", f"d{i}.png", p) for i, p in enumerate(self.pngs)]
+                    call = load.naive_job(http, "/predict/digits", bodies, poll_s=0.05)
+                    await load.closed_loop(call, 8, 8, 120)  # each prefork child loads Keras on its first task
+                    await self.measure("image c=32", "naive", call, s.images, 32, s.naive_image_max_s, meter)
+            self.extra["naive_rss_mb"] = {"api": tree_rss_mb(pids["api"]), "worker": tree_rss_mb(pids["worker"])}
+
+    # (d)
+    async def run_bentoml(self, allow_install: bool) -> None:
+        exe = bentoml_ready(self.notes, allow_install)
+        if exe is None:
+            say(self.notes[-1])
+            return
+        say("(d) BentoML: adaptive batching (max 32), Keras model.predict per batch")
+        try:
+            with bentoml_service(self.tmp, exe, REPO_ROOT / "models" / "digits" / "1" / "model.keras") as (url, pids):
+                meter = CpuMeter(pids)
+                async with load.client(url, 32, self.client_kind) as http:
+                    call = load.bento_job(http, self.pngs)
+                    await self.measure(
+                        "image c=32", "bentoml", call, self.sizes.images, 32, 3 * self.sizes.max_s, meter
+                    )
+                self.extra["bentoml_rss_mb"] = tree_rss_mb(pids["bentoml"])
+                self.extra["bentoml_version"] = subprocess.run(
+                    [str(exe.with_name("python")), "-c", "import bentoml; print(bentoml.__version__)"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout.strip()
+        except RuntimeError as exc:
+            self.notes.append(f"BentoML skipped: {exc}")
+            say(self.notes[-1])
+
+    def wait_for_image_model(self, timeout_s: float) -> None:
+        manifest = REPO_ROOT / "models" / "digits" / "1" / "manifest.json"
+        deadline = time.monotonic() + timeout_s
+        while not manifest.exists() and time.monotonic() < deadline:
+            time.sleep(5)
+        self.has_image = manifest.exists()
+        if not self.has_image:
+            self.notes.append("image workloads skipped: models/digits/1/manifest.json does not exist")
+
+
+def target_values(rows: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the targets compare, picked from this run's rows."""
+
+    def get(workload: str, system: str, field: str = "rate") -> Any:
+        for row in rows:
+            if row["workload"] == workload and row["system"] == system:
+                return row.get(field)
+        return None
+
+    batch = [r for r in rows if r["workload"].startswith("batch ") and r["system"] == "mlqueue"]
+    rss = extra.get("rss_mb", {})
+    return {
+        "image_mlqueue": get("image c=32", "mlqueue"),
+        "image_raw_batched": get("image batch of 32", "raw in-process"),
+        "image_naive": get("image c=32", "naive"),
+        "image_bentoml": get("image c=32", "bentoml"),
+        "iris_c64_mlqueue": get("iris c=64", "mlqueue"),
+        "iris_c64_naive": get("iris c=64", "naive"),
+        "idle_p50_ms": get("idle single iris", "mlqueue", "p50_ms"),
+        "idle_p99_ms": get("idle single iris", "mlqueue", "p99_ms"),
+        "predict_p50_ms": get("iris x1 (predict_batch of 1)", "raw in-process", "p50_ms"),
+        "predict_p99_ms": get("iris x1 (predict_batch of 1)", "raw in-process", "p99_ms"),
+        "batch_rows_per_s": batch[0]["rate"] if batch else None,
+        "cache_p50_ms": get("cache hit (same row)", "mlqueue", "p50_ms"),
+        "api_rss_mb": rss.get("api"),
+        "worker_rss_mb": rss.get("worker"),
+    }
+
+
+def fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}" if abs(x) >= 10 or digits == 1 else f"{x:.{digits}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "",
+        f"mlqueue benchmark ({'quick' if results['quick'] else 'full'}) on {m['cpu_count']} x {m['cpu_model']}, "
+        f"Python {m['python']}, TensorFlow {m['versions'].get('tensorflow-cpu') or m['versions'].get('tensorflow')}",
+        "",
+        f"{'workload':<30} {'system':<16} {'jobs/s':>11} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'n':>8} {'err':>4}",
+        "-" * 103,
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"{r['workload']:<30} {r['system']:<16} {fmt(r.get('rate')):>11} {fmt(r.get('p50_ms'), 2):>9} "
+            f"{fmt(r.get('p95_ms'), 2):>9} {fmt(r.get('p99_ms'), 2):>9} {fmt(r.get('count')):>8} "
+            f"{fmt(r.get('errors', 0)):>4}"
+        )
+    rss = results.get("rss_mb", {})
+    if rss:
+        lines += [
+            "",
+            f"RSS after the workloads: API {rss.get('api')} MB, worker {rss.get('worker')} MB "
+            f"(every shipped model loaded: {', '.join(results.get('raw', {}).get('loaded', []))})",
+        ]
+    costs = [r for r in results["rows"] if r.get("cpu_ms_per_job") or r.get("breakdown_ms")]
+    if costs:
+        lines += ["", "where the time goes: CPU ms per job by process; p50 ms of each stage of a job's life", "-" * 103]
+    for r in costs:
+        cpu = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("cpu_ms_per_job") or {}).items())
+        stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in (r.get("breakdown_ms") or {}).items())
+        lines.append(f"{r['workload'] + ' / ' + r['system']:<40} cpu: {cpu}" + (f"  | {stages}" if stages else ""))
+    for key, prof in (results.get("profiles") or {}).items():
+        if prof.get("samples"):
+            top = lambda pairs: ", ".join(f"{name} {share:.0%}" for name, share in pairs[:6])  # noqa: E731
+            lines += [
+                f"profile {key} ({prof['samples']} GIL samples): {top(prof['by_thread'])}",
+                f"    by library: {top(prof['by_package'])}",
+                f"    by mlqueue function: {top(prof['by_mlqueue_function'])}",
+            ]
+    lines += ["", "targets (issue 6)", "-" * 103]
+    for t in results["targets"]:
+        value = "-" if t["value"] is None else f"{t['value']:,.3g} {t['unit']}"
+        bound = "-" if t["bound"] is None else f"{t['bound']:,.3g}"
+        lines.append(f"{t['status']:<5} {t['target']:<58} {value:>14} (bound {bound}): {t['detail']}")
+    if results["notes"]:
+        lines += ["", "notes:", *(f"  - {n}" for n in results["notes"])]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = QUICK if args.quick else Sizes()
+    only = set(FAMILIES) if not args.only else {w.strip() for w in args.only.split(",") if w.strip()}
+    unknown = only - set(FAMILIES)
+    if unknown:
+        raise SystemExit(f"--only: unknown workloads {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    if args.wait_quiet_s:
+        say(f"waiting up to {args.wait_quiet_s:.0f}s for the CPUs to be idle")
+        say(f"CPUs {wait_for_quiet(args.wait_quiet_s):.0f}% busy")
+    started = time.monotonic()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    busy_at_start = psutil.cpu_percent(interval=1)
+    if busy_at_start > 15:
+        say(f"warning: the CPUs are {busy_at_start:.0f}% busy before the run (--wait-quiet-s waits for idle CPUs)")
+    with tempfile.TemporaryDirectory(prefix="mlqueue-bench-") as tmp:
+        bench = Bench(sizes, only, Path(tmp), args.profile, args.client)
+        if only & {"image", "idle"} and not bench.has_image:
+            say(f"waiting up to {args.wait_model_s:.0f}s for models/digits/1/manifest.json")
+            bench.wait_for_image_model(args.wait_model_s)
+        if only & {"raw", "idle", "image"}:
+            bench.run_raw()
+        if only & {"idle", "iris", "image", "batch"}:
+            await bench.run_mlqueue()
+        if "cache" in only:
+            await bench.run_cache()
+        if only & {"iris", "image"} and not args.no_naive:
+            await bench.run_naive()
+        if "image" in only and bench.has_image and not args.no_bentoml:
+            await bench.run_bentoml(allow_install=not args.quick)
+        results = {
+            "quick": args.quick,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "duration_s": None,
+            "machine": {**machine_info(), "loadavg_at_start": load_at_start, "cpu_busy_pct_at_start": busy_at_start},
+            "sizes": sizes.__dict__,
+            "client": args.client,
+            "rows": bench.rows,
+            "targets": evaluate(target_values(bench.rows, bench.extra)),
+            "notes": bench.notes,
+            "profiles": bench.profiles,
+            **bench.extra,
+        }
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="mlqueue benchmark (issue 6)")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in a few minutes")
+    parser.add_argument("--only", help=f"comma-separated workloads among {', '.join(FAMILIES)}")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--no-bentoml", action="store_true")
+    parser.add_argument(
+        "--client", choices=sorted(load.CLIENTS), default="raw", help="HTTP client of the load generator"
+    )
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles (iris c=64, image) into this folder")
+    parser.add_argument("--wait-quiet-s", type=float, default=0, help="first wait up to this long for idle CPUs")
+    parser.add_argument("--wait-model-s", type=float, default=1200, help="how long to wait for the image model")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop  # the API's event loop too (requirements/api.txt): a cheaper client
+
+        results = uvloop.run(run(args))
+    except ImportError:
+        results = asyncio.run(run(args))
+    print(render(results), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwritten to {args.out} ({results['duration_s']} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

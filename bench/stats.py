@@ -1,0 +1,42 @@
+"""Percentiles and one workload's summary (jobs/s, p50/p95/p99 in ms)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100), linear between closest ranks (numpy's default method)."""
+    if not values:
+        return math.nan
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summarize(
+    latencies_s: Sequence[float], elapsed_s: float, *, items: int | None = None, errors: int = 0, **extra: Any
+) -> dict[str, Any]:
+    """``items`` finished in ``elapsed_s`` (default: one per latency); latencies in seconds → ms."""
+    done = len(latencies_s) if items is None else items
+    ms = [x * 1000 for x in latencies_s]
+    return {
+        "count": done,
+        "errors": errors,
+        "elapsed_s": round(elapsed_s, 3),
+        "rate": round(done / elapsed_s, 1) if elapsed_s > 0 else math.nan,
+        "p50_ms": _round(percentile(ms, 50)),
+        "p95_ms": _round(percentile(ms, 95)),
+        "p99_ms": _round(percentile(ms, 99)),
+        **extra,
+    }
+
+
+def _round(x: float) -> float:
+    return x if math.isnan(x) else round(x, 3 if x < 10 else 1)

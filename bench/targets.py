@@ -1,0 +1,152 @@
+"""Issue 6's targets, evaluated on one run's numbers: PASS or MISS and by how much (SKIP when a
+number is missing, e.g. no image model or no BentoML)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    text: str
+    kind: str  # "ratio_at_least" | "at_most" | "at_least"
+    numerator: str  # the measured value (for ratios: the one divided)
+    limit: float
+    denominator: str | None = None  # ratios: the value divided by
+    offset: str | None = None  # at_most: limit is added to this measured value (predict time + 5 ms)
+    unit: str = ""
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "image_vs_raw",
+        "image jobs e2e >= 0.8 x raw batched in-process",
+        "ratio_at_least",
+        "image_mlqueue",
+        0.8,
+        "image_raw_batched",
+        unit="x",
+    ),
+    Target(
+        "image_vs_naive",
+        "image jobs e2e >= 10 x naive baseline",
+        "ratio_at_least",
+        "image_mlqueue",
+        10.0,
+        "image_naive",
+        unit="x",
+    ),
+    Target(
+        "image_vs_bentoml",
+        "image jobs e2e ahead of BentoML",
+        "ratio_at_least",
+        "image_mlqueue",
+        1.0,
+        "image_bentoml",
+        unit="x",
+    ),
+    Target(
+        "iris_c64_vs_naive",
+        "iris jobs at c=64 >= 5 x naive baseline",
+        "ratio_at_least",
+        "iris_c64_mlqueue",
+        5.0,
+        "iris_c64_naive",
+        unit="x",
+    ),
+    Target(
+        "idle_p50",
+        "idle single job (Prefer: wait) p50 <= predict + 5 ms",
+        "at_most",
+        "idle_p50_ms",
+        5.0,
+        offset="predict_p50_ms",
+        unit="ms",
+    ),
+    Target(
+        "idle_p99",
+        "idle single job (Prefer: wait) p99 <= predict + 20 ms",
+        "at_most",
+        "idle_p99_ms",
+        20.0,
+        offset="predict_p99_ms",
+        unit="ms",
+    ),
+    Target(
+        "batch_100k",
+        "100,000-row batch >= 100,000 rows/s end to end",
+        "at_least",
+        "batch_rows_per_s",
+        100_000,
+        unit="rows/s",
+    ),
+    Target("cache_p50", "cache hit with Prefer: wait p50 <= 3 ms", "at_most", "cache_p50_ms", 3.0, unit="ms"),
+    Target("api_rss", "API process RSS <= 150 MB", "at_most", "api_rss_mb", 150.0, unit="MB"),
+    Target(
+        "worker_rss",
+        "worker with every shipped model loaded RSS <= 1.5 GB",
+        "at_most",
+        "worker_rss_mb",
+        1500.0,
+        unit="MB",
+    ),
+)
+
+
+def _num(values: dict[str, Any], key: str | None) -> float | None:
+    value = values.get(key) if key else None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def evaluate(values: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> list[dict[str, Any]]:
+    """One row per target: the measured value, the bound it had to meet, PASS/MISS/SKIP and how far off."""
+    out = []
+    for t in targets:
+        row: dict[str, Any] = {"id": t.id, "target": t.text, "unit": t.unit}
+        measured = _num(values, t.numerator)
+        if t.kind == "ratio_at_least":
+            base = _num(values, t.denominator)
+            value = None if measured is None or not base else measured / base
+            bound = t.limit
+        elif t.kind == "at_most" and t.offset:
+            base = _num(values, t.offset)
+            value, bound = measured, None if base is None else base + t.limit
+        else:
+            value, bound = measured, t.limit
+        if value is None or bound is None:
+            out.append({**row, "value": None, "bound": bound, "status": "SKIP", "detail": "not measured in this run"})
+            continue
+        at_least = t.kind != "at_most"
+        ok = value >= bound if at_least else value <= bound
+        out.append(
+            {
+                **row,
+                "value": round(value, 3),
+                "bound": round(bound, 3),
+                "status": "PASS" if ok else "MISS",
+                "detail": _detail(value, bound, at_least, ok, t.unit),
+            }
+        )
+    return out
+
+
+def _detail(value: float, bound: float, at_least: bool, ok: bool, unit: str) -> str:
+    """How far from the bound, as a factor of it and in the target's unit."""
+    factor = value / bound if bound else math.inf
+    diff = value - bound
+    if at_least:
+        if ok:
+            return f"{factor:.2f}x the bound (+{diff:,.3g} {unit})"
+        return (
+            f"{factor:.2f}x the bound: short by {-diff:,.3g} {unit} (needs {bound / value:.2f}x more)"
+            if value
+            else (f"short by {-diff:,.3g} {unit}")
+        )
+    if ok:
+        return f"{-diff:,.3g} {unit} under the bound"
+    return f"over by {diff:,.3g} {unit} ({factor:.2f}x the bound)"
