@@ -31,8 +31,13 @@ class ApiState:
     limiter: Any  # api.ratelimit.RateLimiter
 
 
-def get_state(request: Request) -> ApiState:
+def state_of(request: Request) -> ApiState:
     return request.app.state.mlqueue
+
+
+async def get_state(request: Request) -> ApiState:
+    """A dependency; async so FastAPI does not send it to the thread pool on every request."""
+    return state_of(request)
 
 
 StateDep = Annotated[ApiState, Depends(get_state)]

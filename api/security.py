@@ -17,7 +17,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from api.deps import get_state
+from api.deps import state_of
 from api.ratelimit import enforce
 from shared.errors import Forbidden, Unauthorized
 from shared.jobs import Job
@@ -94,7 +94,7 @@ def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[A
     """A dependency: the caller must hold ``scope`` (or admin); applies the rate limits too."""
 
     async def dependency(request: Request, response: Response) -> Principal:
-        state = get_state(request)
+        state = state_of(request)
         principal = authenticate(request, state.api_keys)
         if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:
             raise Forbidden(f"this API key lacks the {scope.value!r} scope", code="insufficient_scope")
