@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 
+from shared import fastjson
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 
@@ -38,7 +38,7 @@ async def read_json(request: Request, limit: int) -> Any:
     if not body.strip():
         raise BadRequest("request body is empty; expected a JSON object", code="invalid_json")
     try:
-        return json.loads(body)
+        return fastjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
     except RecursionError as exc:  # hostile nesting: refuse it rather than crash the parser

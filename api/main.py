@@ -19,6 +19,7 @@ from api.routes import batches, health, jobs, models
 from api.security import parse_api_keys
 from shared.batch_store import AsyncBatchStore
 from shared.celery_app import make_celery
+from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelRepository
 from shared.settings import Settings, get_settings
 from shared.store import AsyncJobStore, async_redis_client
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("auth.disabled: no MLQUEUE_API_KEYS configured; anyone who can reach the API can use it")
         app.state.mlqueue = state
         events.start()
+        freeze_loaded_heap()
         try:
             yield
         finally:

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from shared import fastjson
 from shared.store import EVENTS_CHANNEL, PREFIX, job_key
 
 # KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
@@ -101,7 +102,7 @@ class AsyncBatchStore:
                 await pipe.execute()
         async with self.r.pipeline(transaction=False) as pipe:
             for c, rows in enumerate(chunks):
-                pipe.set(in_key(job_id, c), json.dumps(rows, allow_nan=False), ex=self.ttl_s)
+                pipe.set(in_key(job_id, c), fastjson.dumps(rows), ex=self.ttl_s)
                 if c % 8 == 7:
                     await pipe.execute()
             for queue, message in messages:
@@ -146,22 +147,28 @@ class BatchStore:
 
     def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
         raw = self.r.get(in_key(job_id, chunk))
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:
         return self.binary.mget([image_key(job_id, i) for i in indexes]) if indexes else []
 
     def complete_chunk(
-        self, job_id: str, chunk: int, results: list[dict[str, Any]], predict_ms: float, image_indexes: list[int] = ()
+        self,
+        job_id: str,
+        chunk: int,
+        lines: list[str],
+        failed: int,
+        predict_ms: float,
+        image_indexes: Sequence[int] = (),
     ) -> tuple[bool, bool, str | None]:
-        """Record a chunk's results. Returns (counted, job finished now, status after)."""
-        failed = sum(1 for r in results if r["status"] == "failed")
+        """Record a chunk's results, one NDJSON line per item in input order, ``failed`` of them
+        failed. Returns (counted, job finished now, status after)."""
         res = self._chunk_done(
             keys=[job_key(job_id), done_key(job_id), out_key(job_id, chunk), in_key(job_id, chunk)],
             args=[
                 chunk,
-                "\n".join(json.dumps(item, separators=(",", ":"), allow_nan=False) for item in results),
-                len(results) - failed,
+                "\n".join(lines),
+                len(lines) - failed,
                 failed,
                 self.ttl_s,
                 EVENTS_CHANNEL,

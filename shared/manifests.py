@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import InvalidInput, NotFound
+from shared.fastjson import NON_FINITE
 from shared.queues import Queue
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,8 @@ def validate_features(manifest: ModelManifest, value: Any) -> tuple[list[float],
         )
     vector = []
     for name, v in items:
+        if isinstance(v, str) and v in NON_FINITE:  # NaN / Infinity literals, read as text by shared.fastjson
+            raise InvalidInput(f"{name} must be a finite number, got {v}")
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InvalidInput(f"{name} must be a number, got {type(v).__name__}")
         if not math.isfinite(v):

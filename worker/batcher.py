@@ -18,8 +18,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from worker import metrics as worker_metrics
 from worker.families import Predictor
@@ -27,6 +28,7 @@ from worker.families import Predictor
 log = logging.getLogger(__name__)
 
 Unit = tuple[list[Any], Future]
+T = TypeVar("T")
 
 
 class Batcher:
@@ -64,6 +66,18 @@ class Batcher:
         self._queue.put((prepared, future))
         return future.result()
 
+    def run_whole(self, count: int, forward: Callable[[], T]) -> tuple[T, float]:
+        """A pass that is a batch already (a batch chunk on a family's fast path, which formats its
+        own outputs): run alone on the model, measured like every pass. Exceptions propagate."""
+        with self._lock:
+            self._in_flight += 1  # lone jobs meanwhile queue for the next pass instead of running inline
+        try:
+            with self._model_lock:
+                return self._measured(count, forward)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
     def _collect(self) -> list[Unit]:
         units = [self._queue.get()]
         size = len(units[0][0])
@@ -98,15 +112,21 @@ class Batcher:
                 offset += len(items)
 
     def _forward(self, inputs: list[Any]) -> tuple[list[Any], float]:
+        return self._measured(len(inputs), lambda: self._predict_isolated(inputs))
+
+    def _measured(self, count: int, forward: Callable[[], T]) -> tuple[T, float]:
         started = time.perf_counter()
-        try:
-            outputs: list[Any] = self.predictor.predict_batch(inputs)
-        except Exception:  # noqa: BLE001 - isolate the item that broke the batch
-            outputs = [self._predict_one(item) for item in inputs]
+        outputs = forward()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        worker_metrics.observe_forward_pass(self.predictor.manifest, len(inputs), elapsed_ms / 1000)
-        self.batch_sizes = [*self.batch_sizes[-999:], len(inputs)]
+        worker_metrics.observe_forward_pass(self.predictor.manifest, count, elapsed_ms / 1000)
+        self.batch_sizes = [*self.batch_sizes[-999:], count]
         return outputs, elapsed_ms
+
+    def _predict_isolated(self, inputs: list[Any]) -> list[Any]:
+        try:
+            return self.predictor.predict_batch(inputs)
+        except Exception:  # noqa: BLE001 - isolate the item that broke the batch
+            return [self._predict_one(item) for item in inputs]
 
     def _predict_one(self, item: Any) -> Any:
         try:

@@ -11,16 +11,21 @@ import time
 from typing import Any
 
 from shared.errors import MlqueueError
+from shared.fastjson import dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.manifests import ImageInput
 from shared.store import PREFIX
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 from worker.execution import begin, notify
+from worker.runtime import LoadedModel
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_MS = 500  # job.progress webhooks: at most one per job per 500 ms
+
+
+Lines = tuple[list[str], list[dict[str, Any]], float]  # NDJSON lines, failed items, forward pass ms
 
 
 def failed(code: str, message: str) -> dict[str, Any]:
@@ -37,15 +42,14 @@ def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
         return  # done by another delivery meanwhile
     start = chunk * (job.chunk_size or 0)
     image_indexes = [start + i for i, row in enumerate(rows) if "error" not in row] if _is_image(ctx, job) else []
-    results, predict_ms = predict_rows(ctx, job, rows, image_indexes)
-    items = [{"index": start + i, **result} for i, result in enumerate(results)]
+    lines, failures, predict_ms = predict_lines(ctx, job, rows, start, image_indexes)
 
     deadline = deadline_transition(job, time.time())  # job is running here: past it, the batch is canceled
     if deadline is not None and ctx.store.transition(job_id, *deadline):
         notify(ctx, job, WebhookEvent.COMPLETED)
         return
-    counted, final, status = ctx.batches.complete_chunk(job_id, chunk, items, predict_ms, image_indexes)
-    worker_metrics.record_chunk(job.model, results, counted, final, status)
+    counted, final, status = ctx.batches.complete_chunk(job_id, chunk, lines, len(failures), predict_ms, image_indexes)
+    worker_metrics.record_chunk(job.model, failures, counted, final, status)
     if not counted:
         log.info("batch.chunk_dropped chunk=%s status=%s", chunk, status)
     elif final:
@@ -60,20 +64,54 @@ def _is_image(ctx: WorkerContext, job: Job) -> bool:
     return manifest is not None and isinstance(manifest.input, ImageInput)
 
 
-def predict_rows(ctx: WorkerContext, job: Job, rows: list[Any], image_indexes: list[int]) -> tuple[list[dict], float]:
-    """One result per row, in order: ``{"status": "succeeded", "output"}`` or ``failed(...)``."""
+def predict_lines(ctx: WorkerContext, job: Job, rows: list[Any], start: int, image_indexes: list[int]) -> Lines:
+    """Each row's result item as one NDJSON line, in input order (the first has index ``start``);
+    the failed items; and the milliseconds of the forward pass."""
     try:
         model = ctx.runtime.get(job.model, job.version)
     except MlqueueError as exc:
-        return [failed(exc.code, exc.detail)] * len(rows), 0.0
+        results = [failed(exc.code, exc.detail)] * len(rows)
+        return [_line(start + i, result) for i, result in enumerate(results)], results, 0.0
+    fast = None if image_indexes else _fast_lines(model, rows, start)
+    if fast is not None:
+        return fast
+    results, predict_ms = predict_rows(ctx, job, model, rows, image_indexes)
+    lines = [_line(start + i, result) for i, result in enumerate(results)]
+    return lines, [result for result in results if result["status"] == "failed"], predict_ms
+
+
+def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> Lines | None:
+    """The common batch, every row valid and positional, when the family offers it (``prepare_many``
+    and ``predict_json``): validated in one pass, outputs formatted from the model's arrays. None
+    when it does not apply, and the rows go the general way, which names each bad row."""
+    predictor = model.predictor
+    prepare_many, predict_json = getattr(predictor, "prepare_many", None), getattr(predictor, "predict_json", None)
+    prepared = prepare_many(rows) if prepare_many is not None and predict_json is not None else None
+    if prepared is None:
+        return None
+    try:
+        outputs, predict_ms = model.batcher.run_whole(len(prepared), lambda: predict_json(prepared))
+    except Exception:  # the general path finds the item that broke the pass
+        log.warning("batch.fast_path_failed model=%s", predictor.manifest.name, exc_info=True)
+        return None
+    lines = [f'{{"index":{start + i},"status":"succeeded","output":{output}}}' for i, output in enumerate(outputs)]
+    return lines, [], predict_ms
+
+
+def _line(index: int, result: dict[str, Any]) -> str:
+    return dumps_strict({"index": index, **result})
+
+
+def predict_rows(
+    ctx: WorkerContext, job: Job, model: LoadedModel, rows: list[Any], image_indexes: list[int]
+) -> tuple[list[dict], float]:
+    """One result per row, in order: ``{"status": "succeeded", "output"}`` or ``failed(...)``."""
     if image_indexes:  # image rows are claim checks; rows with an "error" failed to decode in the API
         pixels = iter(ctx.batches.read_images(job.id, image_indexes))
         rows = [row if "error" in row else next(pixels) for row in rows]
     results: list[dict | None] = [None] * len(rows)
-    prepare_many = getattr(model.predictor, "prepare_many", None)
-    fast = prepare_many(rows) if prepare_many is not None and not image_indexes else None
-    prepared, positions = (fast, range(len(rows))) if fast is not None else ([], [])
-    for i, row in enumerate(rows if fast is None else ()):
+    prepared, positions = [], []
+    for i, row in enumerate(rows):
         if isinstance(row, dict) and set(row) == {"error"}:
             results[i] = {"status": "failed", "error": row["error"]}
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import MlqueueError, NotFound
+from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository, sha256_of
 from worker import metrics as worker_metrics
 from worker.batcher import Batcher
@@ -82,6 +83,7 @@ class ModelRuntime:
                 self._load(manifest)
                 self.loading.discard((manifest.name, manifest.version))
             if todo:
+                freeze_loaded_heap()
                 self.on_change()
 
     def _load(self, manifest: ModelManifest) -> None:

@@ -50,6 +50,33 @@ def test_ndjson_streams_all_results_in_input_order(client):
     assert accuracy > 0.95
 
 
+def test_non_finite_numbers_fail_their_row_by_name(client):
+    """NaN and Infinity are not JSON, and 1e400 overflows a float: each fails its own row, clearly."""
+    body = '{"inputs": [[5.1, 3.5, 1.4, 0.2], [NaN, 3.5, 1.4, 0.2], [5.1, Infinity, 1.4, 0.2], [5.1, 3.5, 1e400, 0.2]]}'
+    response = client.post(
+        "/v1/models/iris/batches", content=body, headers={"content-type": "application/json", "Prefer": "wait=30"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["progress"] == {"total": 4, "done": 4, "failed": 3}
+    items = client.get(response.json()["urls"]["results"]).json()["results"]
+    assert items[0]["status"] == "succeeded"
+    messages = [item["error"]["message"] for item in items[1:]]
+    assert messages == [
+        "sepal_length must be a finite number, got NaN",
+        "sepal_width must be a finite number, got Infinity",
+        "petal_length must be a finite number, got Infinity",
+    ]
+
+
+def test_a_batch_answers_exactly_what_single_jobs_answer(client):
+    rows = [list(map(float, IRIS.data[i])) for i in (0, 60, 120, 75)]
+    job = batch(client, rows, Prefer="wait=30").json()
+    items = client.get(job["urls"]["results"]).json()["results"]
+    for row, item in zip(rows, items, strict=True):
+        single = client.post("/v1/models/iris/jobs", json={"input": row}, headers={"Prefer": "wait=10"}).json()
+        assert item["output"] == single["output"]
+
+
 def test_canceling_a_batch_stops_its_remaining_chunks(client, stack):
     rows = [list(map(float, IRIS.data[i % 150])) for i in range(5000)]
     with consumption_paused(stack.redis.url, "worker@" + socket.gethostname()):

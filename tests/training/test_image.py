@@ -19,7 +19,6 @@ from worker.runtime import ModelRuntime
 SIZE = 32
 
 
-
 def cat(rng: np.random.Generator) -> Image.Image:
     """Warm horizontal stripes."""
     img = Image.new("RGB", (64, 48), (240, 200, 150))

