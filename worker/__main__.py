@@ -21,6 +21,10 @@ def main(argv: list[str]) -> None:
     setup_logging(settings.log_format, settings.log_level)  # before Celery's first words (and warnings)
     from worker.celery_app import app
 
+    if settings.redis_url.startswith("redis://"):
+        # kombu's Redis transport, reusing its Redis client (see shared.broker). Only here: Flower
+        # and the API keep the plain one, whose "redis://" broker URL Flower's broker view reads.
+        app.conf.broker_transport = "shared.broker:Transport"
     args = [
         *(["--quiet"] if settings.log_format == "json" else []),  # the start-up banner is not JSON
         "worker",

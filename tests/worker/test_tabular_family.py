@@ -6,10 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from shared.manifests import ModelRepository
 from shared.settings import REPO_ROOT
-from worker.families.tabular import TabularClassifier
+from worker.families.tabular import TabularClassifier, compiled_predict_proba
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +25,19 @@ def test_predict_json_writes_exactly_the_json_of_predict_batch(iris):
     rng = np.random.default_rng(0)
     rows = np.concatenate([rng.normal(5, 2, (500, 4)), rng.normal(0, 1e6, (20, 4)), np.zeros((1, 4))]).tolist()
     assert [json.loads(text) for text in iris.predict_json(rows)] == iris.predict_batch(rows)
+
+
+def test_the_compiled_model_call_gives_scikit_learns_probabilities(iris):
+    rows = np.random.default_rng(1).normal(5, 3, (300, 4))
+    assert iris._predict_proba is not iris.model.predict_proba  # the shipped pipeline compiles
+    np.testing.assert_array_equal(iris._predict_proba(rows), iris.model.predict_proba(rows))
+    np.testing.assert_array_equal(iris._predict_proba(rows[:1]), iris.model.predict_proba(rows[:1]))
+
+
+def test_other_pipelines_run_through_scikit_learn(iris):
+    binary = make_pipeline(StandardScaler(), LogisticRegression()).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    assert compiled_predict_proba(binary, iris.manifest) is None
+    assert compiled_predict_proba(LogisticRegression().fit([[0.0], [1.0], [2.0]], [0, 1, 2]), iris.manifest) is None
 
 
 def test_plain_positional_rows_are_taken_whole(iris):
