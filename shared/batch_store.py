@@ -146,7 +146,7 @@ class BatchStore:
         return bool(self.r.sismember(done_key(job_id), chunk))
 
     def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
-        raw = self.r.get(in_key(job_id, chunk))
+        raw = self.binary.get(in_key(job_id, chunk))  # bytes, as the parser takes them
         return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:

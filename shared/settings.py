@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # Batches
     max_batch_rows: int = Field(100_000, ge=1)
     max_batch_body_bytes: int = Field(128 * 1024 * 1024, ge=1024)
-    batch_chunk_rows: int = Field(2_000, ge=1)  # rows per chunk task
+    batch_chunk_rows: int = Field(5_000, ge=1)  # rows per chunk task (each costs a task and a record update)
     batch_chunk_images: int = Field(32, ge=1)
 
     # Webhooks (Standard Webhooks). The secret has no default outside ``make run``, which generates one.

@@ -2,11 +2,15 @@
 
 import json
 import socket
+import time
 
 import httpx
+import joblib
+import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+from shared.settings import REPO_ROOT
 from tests.api.helpers import consumption_paused, poll_until_terminal
 
 pytestmark = pytest.mark.integration
@@ -75,6 +79,28 @@ def test_a_batch_answers_exactly_what_single_jobs_answer(client):
     for row, item in zip(rows, items, strict=True):
         single = client.post("/v1/models/iris/jobs", json={"input": row}, headers={"Prefer": "wait=10"}).json()
         assert item["output"] == single["output"]
+
+
+def test_a_100k_row_batch_completes_in_order_with_monotone_progress(client):
+    rows = [[round(float(v) + (i % 1000) * 1e-4, 6) for v in IRIS.data[i % 150]] for i in range(100_000)]
+    job = batch(client, rows).json()
+    progress = [job["progress"]["done"]]
+    while job["status"] in ("queued", "running"):
+        time.sleep(0.02)
+        job = client.get(f"/v1/jobs/{job['id']}").json()
+        progress.append(job["progress"]["done"])
+    assert job["status"] == "succeeded" and job["progress"] == {"total": 100_000, "done": 100_000, "failed": 0}
+    assert progress == sorted(progress)
+    expected = served_iris().predict_proba(np.asarray(rows)).argmax(axis=1)
+    with client.stream("GET", job["urls"]["results"], headers={"Accept": "application/x-ndjson"}) as r:
+        items = [json.loads(line) for line in r.iter_lines() if line]
+    assert [item["index"] for item in items] == list(range(100_000))
+    assert [item["output"]["class_index"] for item in items] == expected.tolist()
+
+
+def served_iris():
+    manifest = json.loads((REPO_ROOT / "models/iris/1/manifest.json").read_text())
+    return joblib.load(REPO_ROOT / "models/iris/1" / manifest["artifact"])
 
 
 def test_canceling_a_batch_stops_its_remaining_chunks(client, stack):
