@@ -83,6 +83,7 @@ Press Ctrl-C to stop everything.
 
 def main() -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s run: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /readyz poll while starting
     began = time.monotonic()
     settings = get_settings()
     env, redis_server = environment()

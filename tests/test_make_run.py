@@ -51,6 +51,7 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(tmp_path):
             time.sleep(0.5)
         banner = (tmp_path / "run.log").read_text()
         assert "AUTHENTICATION IS OFF" in banner and "whsec_" in banner
+        assert "HTTP Request:" not in banner  # the readiness polls are not echoed to the terminal
 
         script = "set -euo pipefail\n" + walkthrough().replace("localhost:8000", f"127.0.0.1:{api_port}")
         result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
