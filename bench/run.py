@@ -12,7 +12,7 @@ Each system runs alone, so the 2 cores are never shared between systems. For eve
 records the CPU seconds each process used (and what other processes on the machine used: a busy
 neighbour is reported in the notes) and, for mlqueue, where a job's time went (``load.Timeline``).
 ``--profile DIR`` samples the API and the worker with py-spy during the iris c=64, image and batch
-workloads (``bench.profile``; a profiled run's numbers are lower). The load generator is
+workloads (the API alone during cache hits) (``bench.profile``; a profiled run's numbers are lower). The load generator is
 ``bench.http`` (``--client httpx`` to compare: httpx costs ~1-5 ms of client CPU per request here).
 """
 
@@ -548,10 +548,13 @@ class Bench:
                 await load.sequential(load.mlqueue_json_job(http, "iris", row, wait_s=5), 1, 0, 10)  # the miss
                 call = load.mlqueue_json_job(http, "iris", row, wait_s=5, expect_cached=True)
                 await load.sequential(call, 20, 0, 10)
-                meter = CpuMeter(pids)
+                self.profiler.start("cache", {"api": pids["api"]}, self.sizes.max_s)
+                meter = CpuMeter({**pids, **self.profiler.pids()})
                 meter.start()
                 result = await load.sequential(call, self.sizes.cache, 0.0, self.sizes.max_s)
-                self.add("cache hit (same row)", "mlqueue", result, meter.stop())
+                cpu = meter.stop()
+                self.profiles.update(self.profiler.stop())
+                self.add("cache hit (same row)", "mlqueue", result, cpu)
 
     # (c)
     async def run_naive(self) -> None:
