@@ -12,8 +12,9 @@ Each system runs alone, so the 2 cores are never shared between systems. For eve
 records the CPU seconds each process used (and what other processes on the machine used: a busy
 neighbour is reported in the notes) and, for mlqueue, where a job's time went (``load.Timeline``).
 ``--profile DIR`` samples the API and the worker with py-spy during the iris c=64, image and batch
-workloads (the API alone during cache hits) (``bench.profile``; a profiled run's numbers are lower). The load generator is
-``bench.http`` (``--client httpx`` to compare: httpx costs ~1-5 ms of client CPU per request here).
+workloads, and the API during cache hits (``bench.profile``; a profiled run's numbers are lower).
+The load generator is ``bench.http`` (``--client httpx`` to compare: httpx costs ~1-5 ms of client
+CPU per request here).
 """
 
 from __future__ import annotations

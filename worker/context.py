@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.batch_store import BatchStore
 from shared.jobs import Job, WebhookEvent
@@ -39,9 +41,23 @@ class WorkerContext:
 _context: WorkerContext | None = None
 
 
+def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity set, capped by a cgroup v2 CPU quota. In a
+    container limited to 2 CPUs on a 64-core host, ``os.cpu_count()`` says 64, and 64 BLAS and
+    TensorFlow threads per process would fight over 2 CPUs."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit visible: the affinity set is the answer
+    return cpus
+
+
 def cap_threads(settings: Settings) -> int:
     """Rule 2: BLAS/OpenMP/TF threads = cores ÷ processes. Must run before numpy is imported."""
-    threads = settings.worker_threads or os.cpu_count() or 1
+    threads = settings.worker_threads or available_cpus()
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
