@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,6 +155,31 @@ def tree_rss_mb(pid: int) -> float:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return round(total / 1e6, 1)
+
+
+class PeakRss:
+    """The highest RSS of each named process tree while it runs, sampled every 20 ms in a thread
+    (the 100k-row batch: does the API or a worker ever hold the whole batch at once?)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak_mb = dict.fromkeys(pids, 0.0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for name, pid in self.pids.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak_mb[name] = max(self.peak_mb[name], tree_rss_mb(pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class CpuMeter:
@@ -508,16 +534,19 @@ class Bench:
         await load.mlqueue_batch(http, "iris", rows[:2_000], 60)  # warm-up
         self.profiler.start("batch", profile, 60)
         meter = CpuMeter({**meter.pids, **self.profiler.pids()})
+        before_mb = {name: tree_rss_mb(meter.pids[name]) for name in ("api", "worker")}
         meter.start()
         try:
-            result = await load.mlqueue_batch(http, "iris", rows, 180)
+            with PeakRss({name: meter.pids[name] for name in ("api", "worker")}) as rss:
+                result = await load.mlqueue_batch(http, "iris", rows, 180)
         except load.Failed as exc:
             self.notes.append(f"batch failed: {exc}")
             return
         finally:
             self.profiles.update(self.profiler.stop())
         cpu = meter.stop()
-        self.extra["batch"] = {**result, "cpu_s": cpu}
+        memory = {"rss_before_mb": before_mb, "rss_peak_mb": rss.peak_mb}
+        self.extra["batch"] = {**result, "cpu_s": cpu, **memory}
         if result["succeeded_lines"] != len(rows):
             self.notes.append(f"batch: {result['succeeded_lines']} of {len(rows)} result lines succeeded")
         self.add(
@@ -535,6 +564,10 @@ class Bench:
             cpu,
         )
         say(f"    submit {result['submit_s']} s, run {result['run_s']} s, stream {result['stream_s']} s")
+        say(
+            f"    RSS before -> peak: API {before_mb['api']} -> {rss.peak_mb['api']} MB, "
+            f"worker {before_mb['worker']} -> {rss.peak_mb['worker']} MB (request body {result['body_mb']} MB)"
+        )
 
     async def run_cache(self) -> None:
         say("(b) mlqueue with the result cache on (MLQUEUE_CACHE_TTL_S=3600)")

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from bench import load
 from bench.data import digit_pngs, iris_rows
-from bench.run import naive_service, render, target_values
+from bench.run import PeakRss, naive_service, render, target_values, tree_rss_mb
 from bench.stats import percentile, summarize
 from bench.targets import evaluate
 
@@ -189,3 +191,15 @@ def test_profile_summary_attributes_samples():
     assert functions["get_with_input (shared/store.py)"] == 0.3
     assert functions["predict_batch (worker/families/tabular.py)"] == 0.1
     assert summarize_profile("")["by_thread"] == []
+
+
+def test_peak_rss_sees_memory_that_is_gone_by_the_end():
+    base = tree_rss_mb(os.getpid())
+    with PeakRss({"me": os.getpid()}) as rss:
+        ballast = bytearray(200 * 2**20)
+        ballast[::4096] = b"x" * len(ballast[::4096])  # touched: 200 MB resident while it lives
+        time.sleep(0.2)
+        del ballast
+        time.sleep(0.1)
+    assert rss.peak_mb["me"] > base + 150
+    assert tree_rss_mb(os.getpid()) < base + 50  # gone by the end: only the peak saw it
