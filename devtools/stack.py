@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,13 +22,37 @@ from pathlib import Path
 import httpx
 
 from devtools.redis_server import RedisServer, free_port
-from shared.settings import REPO_ROOT, get_settings
+from shared.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("mlqueue.run")
 RUN_DIR = Path(os.environ.get("MLQUEUE_RUN_DIR", REPO_ROOT / ".run"))  # Redis data of `make run`
 AUTH_OFF = """
   !!! AUTHENTICATION IS OFF: no MLQUEUE_API_KEYS are configured, so anyone who can reach the API
   !!! can submit jobs and read every job. Create keys with `make api-key NAME=me SCOPES=submit,read`."""
+
+
+def check_ports(settings: Settings) -> None:
+    """Fail at once, naming the setting that moves it, when a port the stack listens on is taken
+    (another `make run`, or anything else on 8000 or 5555), instead of a traceback from one child."""
+    wanted = {"MLQUEUE_API_PORT": settings.api_port, "MLQUEUE_FLOWER_PORT": settings.flower_port}
+    if settings.worker_metrics_port:
+        wanted["MLQUEUE_WORKER_METRICS_PORT"] = settings.worker_metrics_port
+    taken = [f"{port} ({name})" for name, port in wanted.items() if not port_free(settings.api_host, port)]
+    if taken:
+        raise RuntimeError(
+            f"already in use on {settings.api_host}: port {', '.join(taken)}; "
+            "stop what holds it, or set that variable to a free port"
+        )
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -86,6 +111,11 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /readyz poll while starting
     began = time.monotonic()
     settings = get_settings()
+    try:
+        check_ports(settings)
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 1
     env, redis_server = environment()
     procs: dict[str, subprocess.Popen] = {}
     stopping = False

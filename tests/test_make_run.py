@@ -4,6 +4,7 @@ it exactly as written (only the port differs), and Ctrl-C stops every process.""
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,8 @@ import httpx
 import pytest
 
 from devtools.redis_server import free_port
-from shared.settings import REPO_ROOT
+from devtools.stack import check_ports
+from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +74,14 @@ def test_make_run_serves_the_readme_walkthrough_and_stops_on_ctrl_c(tmp_path):
     assert "stopped" in (tmp_path / "run.log").read_text()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2)
+
+
+def test_a_taken_port_is_named_with_the_setting_that_moves_it():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        settings = Settings(api_host="127.0.0.1", api_port=free_port(), flower_port=port)
+        with pytest.raises(RuntimeError, match=rf"port {port} \(MLQUEUE_FLOWER_PORT\)"):
+            check_ports(settings)
+    check_ports(settings)  # released: nothing to say
