@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,6 +33,18 @@ def test_the_compiled_model_call_gives_scikit_learns_probabilities(iris):
     assert iris._predict_proba is not iris.model.predict_proba  # the shipped pipeline compiles
     np.testing.assert_array_equal(iris._predict_proba(rows), iris.model.predict_proba(rows))
     np.testing.assert_array_equal(iris._predict_proba(rows[:1]), iris.model.predict_proba(rows[:1]))
+
+
+SCALINGS = [{"with_std": False}, {"with_mean": False}, {"with_mean": False, "with_std": False}]
+
+
+@pytest.mark.parametrize("scaling", SCALINGS)
+def test_scalers_without_mean_or_scale_compile_too(iris, scaling):
+    x, y = load_iris(return_X_y=True)
+    model = make_pipeline(StandardScaler(**scaling), LogisticRegression(max_iter=1000)).fit(x, y)
+    compiled = compiled_predict_proba(model, iris.manifest)
+    assert compiled is not None
+    np.testing.assert_array_equal(compiled(x), model.predict_proba(x))
 
 
 def test_other_pipelines_run_through_scikit_learn(iris):

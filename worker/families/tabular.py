@@ -113,7 +113,12 @@ def compiled_predict_proba(model: Any, manifest: ModelManifest) -> Proba | None:
         scores /= scores.sum(axis=1).reshape(-1, 1)
         return scores
 
-    probes = np.random.default_rng(0).normal(scaler.mean_, scaler.scale_ * 3, (64, len(scaler.mean_)))
+    # Rows around the training data where the scaler kept its statistics (with_mean / with_std off
+    # leave them None), standard normal where it did not.
+    width = coef_t.shape[0]
+    center = scaler.mean_ if scaler.mean_ is not None else 0.0
+    spread = scaler.scale_ * 3 if scaler.scale_ is not None else 3.0
+    probes = np.random.default_rng(0).normal(center, spread, (64, width))
     if not np.allclose(predict_proba(probes), model.predict_proba(probes), rtol=0, atol=1e-12):
         log.warning("model.uncompiled model=%s: numpy predict_proba differs from scikit-learn's", manifest.name)
         return None
