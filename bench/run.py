@@ -534,10 +534,11 @@ class Bench:
         await load.mlqueue_batch(http, "iris", rows[:2_000], 60)  # warm-up
         self.profiler.start("batch", profile, 60)
         meter = CpuMeter({**meter.pids, **self.profiler.pids()})
-        before_mb = {name: tree_rss_mb(meter.pids[name]) for name in ("api", "worker")}
+        watched = {name: meter.pids[name] for name in ("api", "worker")}
+        before_mb = {name: tree_rss_mb(pid) for name, pid in watched.items()}
         meter.start()
         try:
-            with PeakRss({name: meter.pids[name] for name in ("api", "worker")}) as rss:
+            with PeakRss(watched) as rss:
                 result = await load.mlqueue_batch(http, "iris", rows, 180)
         except load.Failed as exc:
             self.notes.append(f"batch failed: {exc}")

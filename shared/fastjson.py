@@ -58,13 +58,9 @@ def dumps(value: Any) -> bytes:
     try:
         encoded = orjson.dumps(value)
     except TypeError:  # an integer beyond 64 bits
-        return _stdlib_dumps(value)
+        return _stdlib_dumps(value, allow_nan=True).encode()
     # orjson writes NaN and infinities as null; the rare output with a null is encoded again.
-    return _stdlib_dumps(value) if b"null" in encoded else encoded
-
-
-def _stdlib_dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return _stdlib_dumps(value, allow_nan=True).encode() if b"null" in encoded else encoded
 
 
 def dumps_strict(value: Any) -> str:
@@ -72,4 +68,8 @@ def dumps_strict(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # an integer beyond 64 bits (an echoed observation_id may be one)
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _stdlib_dumps(value, allow_nan=False)
+
+
+def _stdlib_dumps(value: Any, *, allow_nan: bool) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=allow_nan)

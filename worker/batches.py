@@ -70,13 +70,13 @@ def predict_lines(ctx: WorkerContext, job: Job, rows: list[Any], start: int, ima
     try:
         model = ctx.runtime.get(job.model, job.version)
     except MlqueueError as exc:
-        results = [failed(exc.code, exc.detail)] * len(rows)
-        return [_line(start + i, result) for i, result in enumerate(results)], results, 0.0
-    fast = None if image_indexes else _fast_lines(model, rows, start)
-    if fast is not None:
-        return fast
-    results, predict_ms = predict_rows(ctx, job, model, rows, image_indexes)
-    lines = [_line(start + i, result) for i, result in enumerate(results)]
+        results, predict_ms = [failed(exc.code, exc.detail)] * len(rows), 0.0
+    else:
+        fast = None if image_indexes else _fast_lines(model, rows, start)
+        if fast is not None:
+            return fast
+        results, predict_ms = predict_rows(ctx, job, model, rows, image_indexes)
+    lines = [dumps_strict({"index": start + i, **result}) for i, result in enumerate(results)]
     return lines, [result for result in results if result["status"] == "failed"], predict_ms
 
 
@@ -96,10 +96,6 @@ def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> Lines | None
         return None
     lines = [f'{{"index":{start + i},"status":"succeeded","output":{output}}}' for i, output in enumerate(outputs)]
     return lines, [], predict_ms
-
-
-def _line(index: int, result: dict[str, Any]) -> str:
-    return dumps_strict({"index": index, **result})
 
 
 def predict_rows(
