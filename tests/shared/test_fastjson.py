@@ -44,3 +44,10 @@ def test_invalid_json_raises_value_error_with_a_position(text):
 
 def test_strict_output_is_always_json():
     assert json.loads(fastjson.dumps_strict({"score": math.nan}), parse_constant=pytest.fail) == {"score": None}
+
+
+def test_a_long_digit_run_is_found_across_scan_windows():
+    body = b"[" + b"1.5," * 10 + b"123456789012345678901234567890]"
+    for window in (4, 7, 16, 1 << 20):  # the run straddles window edges at the small sizes
+        assert fastjson._has_long_digit_run(body, window)
+    assert not fastjson._has_long_digit_run(b"[1234567890123456789]" * 1000, 7)
