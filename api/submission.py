@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from api.metrics import record_job_created
 from shared import cache
 from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
-from shared.celery_messages import task_message
+from shared.celery_messages import Outbound, job_message
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.images import preprocess_image
@@ -45,7 +45,6 @@ from shared.jobs import (
 )
 from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
-from shared.queues import TaskName
 from shared.ssrf import check_url
 
 log = logging.getLogger(__name__)
@@ -240,7 +239,7 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if output is not None:
             return await create_cached(state, job, output, options)
         job.cache_key = key
-    messages = task_messages(state, job, [(TaskName.PREDICT, [job.id])])
+    messages = task_messages(state, job, [None])
     with state.events.subscribe(job.id) as events:  # before the job exists: no event can be missed
         job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
         if created:
@@ -300,7 +299,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
         return await wait_for_terminal(state, job, options.wait_s), False
-    messages = task_messages(state, job, [(TaskName.PREDICT_CHUNK, [job.id, c]) for c in range(len(bounds))])
+    messages = task_messages(state, job, range(len(bounds)))
     try:
         await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images, messages)
     except Exception as exc:
@@ -327,16 +326,9 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
     return rows, images
 
 
-def task_messages(state: ApiState, job: Job, tasks: Sequence[tuple[str, list[Any]]]) -> list[tuple[str, str]]:
-    """The Celery messages of a job's tasks (task id = job id, or job id + chunk), written into Redis
-    together with the job (see ``shared.celery_messages``). The request id rides in the headers."""
+def task_messages(state: ApiState, job: Job, chunks: Iterable[int | None]) -> list[Outbound]:
+    """The Celery messages of a job's tasks (``None``: the job itself; else its chunks), written
+    into Redis together with the job (see ``shared.celery_messages``). The request id rides in the
+    headers; the job's creation time is the messages' send mark."""
     headers = {"request_id": request_id_var.get()}
-    return [
-        (
-            job.queue,
-            task_message(
-                state.publisher, name, args, job.id if len(args) == 1 else f"{job.id}.{args[1]}", job.queue, headers
-            ),
-        )
-        for name, args in tasks
-    ]
+    return [job_message(state.publisher, job.queue, job.id, chunk, job.created_at, headers) for chunk in chunks]

@@ -5,6 +5,7 @@
                                  back as stored: no parsing on the way out)
     mlqueue:batch:{id}:done      set of finished chunk indexes (a redelivered chunk counts once)
     mlqueue:batch:{id}:img:{i}   image i's pixels (image batches), deleted with its chunk
+    mlqueue:batch:{id}:runners   hash: chunk -> the worker incarnation running it (for the sweeper)
 
 Neither the API nor a worker ever holds more than the request body and one chunk of results.
 A result item is ``{"index", "status": "succeeded"|"failed", "output" | "error"}``.
@@ -21,7 +22,8 @@ import redis
 import redis.asyncio as aredis
 
 from shared import fastjson
-from shared.store import EVENTS_CHANNEL, PREFIX, job_key
+from shared.celery_messages import Outbound
+from shared.store import EVENTS_CHANNEL, PREFIX, inflight_key, job_key, push_messages
 
 # KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
 # Returns nil (job gone), {0, reason} (not counted), or {1, final (0|1), done, failed, status}.
@@ -70,6 +72,10 @@ def done_key(job_id: str) -> str:
     return f"{PREFIX}:batch:{job_id}:done"
 
 
+def runners_key(job_id: str) -> str:
+    return f"{PREFIX}:batch:{job_id}:runners"
+
+
 def image_key(job_id: str, index: int) -> str:
     return f"{PREFIX}:batch:{job_id}:img:{index}"
 
@@ -91,10 +97,11 @@ class AsyncBatchStore:
         job_id: str,
         chunks: Iterable[list[Any]],
         images: dict[int, bytes] | None = None,
-        messages: Sequence[tuple[str, str]] = (),
+        messages: Sequence[Outbound] = (),
     ) -> None:
         """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer;
-        then the chunk tasks' messages, so no worker looks for an input not yet written."""
+        then the chunk tasks' messages, so no worker looks for an input not yet written. The
+        batch's own in-flight mark gives way to its chunks' in the same transaction."""
         if images:
             async with self.binary.pipeline(transaction=False) as pipe:
                 for index, pixels in images.items():
@@ -105,8 +112,11 @@ class AsyncBatchStore:
                 pipe.set(in_key(job_id, c), fastjson.dumps(rows), ex=self.ttl_s)
                 if c % 8 == 7:
                     await pipe.execute()
-            for queue, message in messages:
-                pipe.lpush(queue, message)
+            await pipe.execute()
+        async with self.r.pipeline(transaction=True) as pipe:
+            push_messages(pipe, messages, self.ttl_s)
+            for queue in {m.queue for m in messages}:
+                pipe.zrem(inflight_key(queue), job_id)
             await pipe.execute()
 
     async def results(self, job_id: str, chunk_size: int, total: int, offset: int, limit: int) -> list[dict[str, Any]]:
@@ -145,8 +155,13 @@ class BatchStore:
     def is_done(self, job_id: str, chunk: int) -> bool:
         return bool(self.r.sismember(done_key(job_id), chunk))
 
-    def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
-        raw = self.binary.get(in_key(job_id, chunk))  # bytes, as the parser takes them
+    def read_inputs(self, job_id: str, chunk: int, runner: str) -> list[Any] | None:
+        """The chunk's inputs, recording ``runner`` as the worker running it (for the sweeper)."""
+        with self.binary.pipeline(transaction=False) as pipe:
+            pipe.hset(runners_key(job_id), str(chunk), runner)
+            pipe.expire(runners_key(job_id), self.ttl_s)
+            pipe.get(in_key(job_id, chunk))  # bytes, as the parser takes them
+            raw = pipe.execute()[-1]
         return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:

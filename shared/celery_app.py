@@ -17,6 +17,11 @@ def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
         # Unacked messages return to the queue after this long; it must exceed the longest
         # reserve + run, or a slow job runs twice (harmless: the run is idempotent, but wasted).
         "visibility_timeout": settings.visibility_timeout_s,
+        # kombu's own restore of unacked messages past the visibility timeout scans only every
+        # interval x throttle seconds (10 x 10 by default); every 10 s here. It is the backstop: the
+        # sweeper (worker.sweeper) re-sends a dead worker's messages long before the timeout.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
         # Above the 1 s BRPOP timeout of the consumer, or every idle poll would time out.
         "socket_timeout": max(5.0, settings.redis_socket_timeout_s),
         "socket_connect_timeout": settings.redis_socket_timeout_s,

@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from kombu.serialization import dumps
+
+from shared.queues import TaskName
 
 
 def task_message(
@@ -43,3 +46,50 @@ def task_message(
             "properties": properties,
         }
     )
+
+
+# The time a job's message was first sent, in its headers. Messages leave a queue in the order they
+# were sent (LPUSH, BRPOP from the other end), so the sweeper reads the oldest message's mark to tell
+# "still waiting in the queue" from "taken by a consumer" without scanning the queue.
+SENT_AT = "mlqueue_sent_at"
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One task message ready to be pushed, and what the in-flight index records of it."""
+
+    queue: str
+    task_id: str  # the job id, or "{job id}.{chunk}" for a chunk of a batch
+    body: str
+    sent_at: float
+
+
+def task_id_for(job_id: str, chunk: int | None = None) -> str:
+    return job_id if chunk is None else f"{job_id}.{chunk}"
+
+
+def parse_task_id(task_id: str) -> tuple[str, int | None]:
+    """``task_id_for`` backwards: (job id, chunk or None)."""
+    job_id, _, chunk = task_id.partition(".")
+    return job_id, int(chunk) if chunk else None
+
+
+def job_message(
+    app: Celery, queue: str, job_id: str, chunk: int | None, sent_at: float, headers: dict[str, Any] | None = None
+) -> Outbound:
+    """The message that runs one job (``predict``) or one chunk of a batch (``predict_chunk``)."""
+    name, args = (TaskName.PREDICT, [job_id]) if chunk is None else (TaskName.PREDICT_CHUNK, [job_id, chunk])
+    task_id = task_id_for(job_id, chunk)
+    body = task_message(app, name, args, task_id, queue, {**(headers or {}), SENT_AT: sent_at})
+    return Outbound(queue, task_id, body, sent_at)
+
+
+def sent_at_of(raw: str | bytes | None) -> float | None:
+    """The send mark of a message as stored in a queue (None if absent or not ours)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)["headers"].get(SENT_AT)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # Must exceed the longest time a message can sit reserved-but-unacked (prefetch + run),
     # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
     visibility_timeout_s: int = Field(600, ge=1)
+    # The sweeper (``worker.sweeper``): every this often, one model worker re-sends the work of
+    # dead workers and lost messages. A job a worker held when it died runs again within about
+    # 3 x heartbeat_interval_s + 2 x sweep_interval_s (running on it), or recover_after_s +
+    # 2 x sweep_interval_s (reserved by it, not yet started); see README "Guarantees".
+    sweep_interval_s: float = Field(5.0, gt=0)
+    recover_after_s: float = Field(30.0, gt=0)
     # Prometheus metrics of this worker on http://<api_host>:<port>/metrics; 0 = disabled. Each worker
     # process on one machine needs a port of its own.
     # Celery task events (Flower's task list): 3 Redis publishes per job from the worker's consumer thread

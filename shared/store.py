@@ -11,6 +11,9 @@ Layout (every key has a TTL):
     mlqueue:blob:{id}       an uploaded image, already decoded and resized (the claim check); deleted
                             when the job finishes
     mlqueue:events          pub/sub channel: {"id", "status"} on every transition
+    mlqueue:inflight:{queue}  sorted set: task id (job id, or "{job id}.{chunk}") -> when its message
+                            was first sent; the sweeper's list of work that may need sending again
+                            (``worker.sweeper``), cleaned by it once the work is finished
 
 Status changes go through one Lua script that compares and sets atomically, so a cancel and a
 worker's finish can never both win. The API uses ``AsyncJobStore``; the worker ``JobStore``.
@@ -28,6 +31,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from shared.celery_messages import Outbound
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.settings import Settings
@@ -48,6 +52,20 @@ def deliveries_key(job_id: str) -> str:
 
 def tomb_key(job_id: str) -> str:
     return f"{PREFIX}:tomb:{job_id}"
+
+
+def inflight_key(queue: str) -> str:
+    return f"{PREFIX}:inflight:{queue}"
+
+
+def push_messages(pipe: Any, messages: Sequence[Outbound], ttl_s: int) -> None:
+    """Queue each message and record it in its queue's in-flight index, in the caller's pipeline:
+    a message is never sent without the record that lets the sweeper send it again."""
+    for m in messages:
+        pipe.lpush(m.queue, m.body)
+        pipe.zadd(inflight_key(m.queue), {m.task_id: m.sent_at})
+    for queue in {m.queue for m in messages}:
+        pipe.expire(inflight_key(queue), ttl_s)
 
 
 def model_index(model: str) -> str:
@@ -85,8 +103,9 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return {1, cur}
 """
 
-# Columns that are not part of the public record.
-_PRIVATE_FIELDS = ("input",)
+# Columns that are not part of the public record. ``runner`` is "{hostname}#{incarnation}" of the
+# worker process running the job: the sweeper compares it with that worker's presence.
+_PRIVATE_FIELDS = ("input", "runner")
 
 
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
@@ -168,10 +187,12 @@ class AsyncJobStore:
         job_input: Any,
         idempotency_key: str | None = None,
         blob: bytes | None = None,
-        messages: Sequence[tuple[str, str]] = (),
+        messages: Sequence[Outbound] = (),
     ) -> tuple[Job, bool]:
-        """Write the record and its task messages (``(queue, message)``, see ``shared.celery_messages``)
-        in one transaction: both exist or neither. Returns (job, created).
+        """Write the record and its task messages (see ``shared.celery_messages``) in one
+        transaction: both exist or neither. Returns (job, created). A queued job written without
+        messages (a batch, whose chunks' messages follow) is marked in flight by its own id, so a
+        sweeper fails it if the API dies before sending them.
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
         s = self.settings
@@ -195,8 +216,9 @@ class AsyncJobStore:
                 pipe.zadd(index, {job.id: 0})
                 pipe.expire(index, s.job_ttl_s)
                 pipe.zremrangebylex(index, "-", trim_below)
-            for queue, message in messages:
-                pipe.lpush(queue, message)
+            push_messages(pipe, messages, s.job_ttl_s)
+            if not messages and not job.status.is_terminal():
+                pipe.zadd(inflight_key(job.queue), {job.id: job.created_at})
             await pipe.execute()
         return job, True
 

@@ -28,6 +28,7 @@ app.conf.include = ["worker.tasks", "worker.webhook_tasks"]
 log = logging.getLogger(__name__)
 _heartbeat: Any = None
 _scheduler: Any = None
+_sweeper: Any = None
 _loads_models = True
 
 
@@ -83,11 +84,15 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     current().hostname = hostname
     runtime = current().runtime
-    _heartbeat = Heartbeat(redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status)
+    _heartbeat = Heartbeat(
+        redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status, current().incarnation
+    )
     runtime.on_change = _heartbeat.beat
     _heartbeat.start()
     if Queue.WEBHOOKS.value in queues:
         _start_webhook_scheduler()
+    if _serves_models(set(queues)):
+        _start_sweeper()
     log.info("worker.ready hostname=%s queues=%s", hostname, ",".join(queues))
 
 
@@ -101,8 +106,19 @@ def _start_webhook_scheduler() -> None:
     _scheduler = Scheduler(queue, lambda payload: send_attempt(app, payload)).start()
 
 
+def _start_sweeper() -> None:
+    """Every model worker runs one; a lease in Redis lets one of them sweep at a time."""
+    global _sweeper
+    from worker.context import current
+    from worker.sweeper import Sweeper
+
+    _sweeper = Sweeper(app, redis_client(settings), settings, holder=current().runner).start()
+
+
 @signals.worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
     if _scheduler is not None:
         _scheduler.stop()
     if _heartbeat is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.batch_store import BatchStore
@@ -34,8 +35,16 @@ class WorkerContext:
     runtime: ModelRuntime
     batches: BatchStore
     hostname: str = ""  # set when the worker is ready
+    # This process's life: a worker restarted under the same hostname is another incarnation, so
+    # the jobs the dead one was running are not taken for the new one's.
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
     notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
+
+    @property
+    def runner(self) -> str:
+        """Written on the jobs this process runs; see ``shared.presence.runner_alive``."""
+        return f"{self.hostname}#{self.incarnation}"
 
 
 _context: WorkerContext | None = None

@@ -47,6 +47,7 @@ def begin(ctx: WorkerContext, job_id: str) -> tuple[Job, Any] | None:
         "started_at": now,
         "metrics": {"queue_ms": queue_ms},
         "worker": ctx.hostname,
+        "runner": ctx.runner,
     }
     if not ctx.store.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), running):
         log.info("job.skipped (canceled before start)")

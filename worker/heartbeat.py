@@ -25,8 +25,10 @@ class Heartbeat:
         queues: list[str],
         interval_s: float,
         models: Callable[[], dict[str, Any]],
+        incarnation: str = "",
     ) -> None:
         self.client = client
+        self.incarnation = incarnation
         self.hostname = hostname
         self.queues = queues
         self.interval_s = interval_s
@@ -45,6 +47,7 @@ class Heartbeat:
         info = {
             "hostname": self.hostname,
             "pid": os.getpid(),
+            "incarnation": self.incarnation,
             "queues": self.queues,
             "models": self.models(),
             "started_at": self.started_at,

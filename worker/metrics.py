@@ -52,6 +52,12 @@ MODEL_LOAD = Gauge(
     ["model", "version"],
     registry=REGISTRY,
 )
+RECOVERED = Counter(
+    "mlqueue_worker_messages_recovered_total",
+    "Task messages the sweeper sent again (a worker died, or a message was lost in flight).",
+    ["queue", "reason"],
+    registry=REGISTRY,
+)
 JOBS = Counter(
     "mlqueue_worker_jobs_total",
     "Jobs this worker finished, by terminal status (canceled: a cancel landed while it ran).",
@@ -102,6 +108,10 @@ def observe_model_load(manifest: ModelManifest, seconds: float) -> None:
 
 def observe_queue_wait(model: str, seconds: float) -> None:
     QUEUE_WAIT.labels(model=model).observe(max(0.0, seconds))
+
+
+def record_recovered(queue: str, reason: str) -> None:
+    RECOVERED.labels(queue, reason).inc()
 
 
 def record_job_finished(model: str, fields: Mapping[str, Any] | None) -> None:
