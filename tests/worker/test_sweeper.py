@@ -103,9 +103,7 @@ def test_taken_but_not_yet_recorded_is_only_a_suspect_while_older_work_waits(red
     assert queued_task_ids(r) == [second.id]
 
 
-def test_a_running_job_of_a_dead_worker_is_sent_again_at_once_and_its_unacked_entry_dropped(
-    redis_settings, r, sweeper
-):
+def test_a_running_job_of_a_dead_worker_is_sent_again_at_once_and_its_unacked_entry_dropped(redis_settings, r, sweeper):
     job = make_job()
     create(redis_settings, job)
     tag = hold(r, "cpu")
