@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.events import JobEvents
 from api.fleet import Fleet
 from api.metrics import install_metrics
+from api.openapi import install_openapi
 from api.ratelimit import Limit, RateLimiter
 from api.request_id import RequestIdMiddleware
 from api.routes import batches, health, jobs, models
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    install_openapi(app)
     return app
 
 

@@ -13,9 +13,10 @@ import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import state_of
 from api.ratelimit import enforce
@@ -76,6 +77,17 @@ def generate_key(name: str, scopes: list[Scope]) -> tuple[str, str]:
     return key, f"{name}={hash_key(key)}:{'|'.join(s.value for s in scopes)}"
 
 
+# Declares the scheme in the OpenAPI document on every route that uses ``authorize``. It never
+# rejects (auto_error off): ``authenticate`` below does, with our error codes, and lets everyone in
+# when no keys are configured.
+BEARER = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="mlq_<name>_<secret>",
+    description="An API key (`python -m api.keys`) as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+
+
 def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
     client = request.client.host if request.client else "unknown"
     if not keys:
@@ -93,7 +105,9 @@ def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
 def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency: the caller must hold ``scope`` (or admin); applies the rate limits too."""
 
-    async def dependency(request: Request, response: Response) -> Principal:
+    async def dependency(
+        request: Request, response: Response, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> Principal:
         state = state_of(request)
         principal = authenticate(request, state.api_keys)
         if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:

@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from api.deps import StateDep
-from api.routes.jobs import CancelAfterHeader, IdempotencyHeader, PreferHeader, options_from, respond, upload_body
+from api.openapi import error_responses
+from api.routes.jobs import (
+    SUBMIT_ERRORS,
+    CancelAfterHeader,
+    IdempotencyHeader,
+    PreferHeader,
+    options_from,
+    respond,
+    upload_body,
+)
 from api.security import Principal, Scope, authorize
 from api.submission import create_batch as submit
 from api.submission import read_submission
@@ -20,7 +29,11 @@ router = APIRouter(prefix="/v1", tags=["batches"])
     "/models/{model}/batches",
     status_code=202,
     response_model=JobPublic,
-    openapi_extra=upload_body("files", BatchCreate.model_json_schema(), many=True),
+    openapi_extra=upload_body("files", BatchCreate, many=True),
+    responses={
+        200: {"model": JobPublic, "description": "finished within `Prefer: wait`"},
+        **error_responses(*SUBMIT_ERRORS),
+    },
 )
 async def create_batch(
     model: str,

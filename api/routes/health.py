@@ -18,7 +18,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+# Not ready is the same report as ready (an object with `status` and `problems`), with a 503.
+NOT_READY = {
+    "description": "Not ready: see `problems`",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+
+
+@router.get("/readyz", responses={503: NOT_READY})
 async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     """Readiness: Redis answers, and every model has a live worker on the queue it would use."""
     try:

@@ -6,28 +6,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from api.deps import StateDep
 from api.lifecycle import cancel_job as cancel
 from api.lifecycle import read_job as read
 from api.lifecycle import redeliver
+from api.openapi import body_ref, error_responses
 from api.security import Principal, Scope, authorize
 from api.streams import job_event_stream, results_page, results_stream
 from api.submission import Options, parse_cancel_after, parse_prefer_wait, read_submission
 from api.submission import create_job as submit
+from shared.durations import DURATION_PATTERN
 from shared.jobs import Job, JobCreate, JobPublic, JobsPublic, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 
-def upload_body(file_field: str, json_schema: dict[str, Any], many: bool) -> dict[str, Any]:
+def upload_body(file_field: str, json_model: type[BaseModel], many: bool) -> dict[str, Any]:
     """OpenAPI for a body that is JSON (tabular models) or multipart images (image models)."""
     file_schema = {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, BMP or GIF"}
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": json_schema},
+                "application/json": {"schema": body_ref(json_model)},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -71,7 +74,14 @@ def respond(job_and_created: tuple[Job, bool], response: Response, options: Opti
 
 PreferHeader = Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result")]
 IdempotencyHeader = Annotated[str | None, Header(max_length=255)]
-CancelAfterHeader = Annotated[str | None, Header(description="deadline, e.g. `30s`")]
+# The pattern documents the format only: ``parse_cancel_after`` checks it and answers 400 (not 422).
+CancelAfterHeader = Annotated[
+    str | None,
+    Header(description="deadline, e.g. `30s`", json_schema_extra={"pattern": DURATION_PATTERN}),
+]
+# What a submission can answer besides the auth errors: bad content or header (400), unknown model
+# (404), an Idempotency-Key conflict (409), too large (413), the wrong media type (415), schema (422).
+SUBMIT_ERRORS = (400, 404, 409, 413, 415, 422)
 Submitter = Annotated[Principal, Depends(authorize(Scope.SUBMIT))]
 Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
 Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
@@ -81,8 +91,11 @@ Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
     "/models/{model}/jobs",
     status_code=202,
     response_model=JobPublic,
-    openapi_extra=upload_body("file", JobCreate.model_json_schema(), many=False),
-    responses={200: {"model": JobPublic, "description": "finished within `Prefer: wait`"}},
+    openapi_extra=upload_body("file", JobCreate, many=False),
+    responses={
+        200: {"model": JobPublic, "description": "finished within `Prefer: wait`"},
+        **error_responses(*SUBMIT_ERRORS),
+    },
 )
 async def create_job(
     model: str,
@@ -103,14 +116,14 @@ async def create_job(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobPublic,
-    responses={404: {"description": "never seen"}, 410: {"description": "expired (tombstone)"}},
+    responses=error_responses(404, 410, 422),
 )
 async def read_job(job_id: str, state: StateDep, principal: Reader) -> JobPublic:
     """Read a job: 404 for an id never seen, 410 for one whose data expired."""
     return JobPublic.from_job(await read(state, job_id, principal))
 
 
-@router.get("/jobs", response_model=JobsPublic)
+@router.get("/jobs", response_model=JobsPublic, responses=error_responses(422))
 async def list_jobs(
     state: StateDep,
     principal: Reader,
@@ -125,13 +138,16 @@ async def list_jobs(
     return JobsPublic(jobs=[JobPublic.from_job(j) for j in jobs], next_cursor=next_cursor)
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses={409: {"description": "already finished"}})
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 409, 410, 422))
 async def cancel_job(job_id: str, state: StateDep, principal: Submitter) -> JobPublic:
     """Cancel a queued or running job (a batch stops its remaining chunks); a finished one answers 409."""
     return JobPublic.from_job(await cancel(state, job_id, principal))
 
 
-@router.get("/jobs/{job_id}/results", responses={200: {"content": {"application/x-ndjson": {}}}})
+@router.get(
+    "/jobs/{job_id}/results",
+    responses={200: {"content": {"application/x-ndjson": {}}}, **error_responses(404, 409, 410, 422)},
+)
 async def read_results(
     job_id: str,
     request: Request,
@@ -147,7 +163,10 @@ async def read_results(
     return await results_page(state, job, offset, limit)
 
 
-@router.get("/jobs/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/jobs/{job_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(404, 410, 422)},
+)
 async def job_events(job_id: str, request: Request, state: StateDep, principal: Reader) -> StreamingResponse:
     """Server-Sent Events: the job now, then each status or progress change, until it finishes."""
     job = await read(state, job_id, principal)  # 404 / 410 before the stream starts
@@ -158,7 +177,7 @@ async def job_events(job_id: str, request: Request, state: StateDep, principal: 
     )
 
 
-@router.post("/jobs/{job_id}/webhook/redeliver", status_code=202)
+@router.post("/jobs/{job_id}/webhook/redeliver", status_code=202, responses=error_responses(404, 409, 410, 422))
 async def redeliver_webhook(job_id: str, state: StateDep, principal: Admin) -> dict[str, str]:
     """Admin: send the finished job's `job.completed` event again."""
     return {"webhook_id": await redeliver(state, job_id), "event": "job.completed"}

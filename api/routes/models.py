@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api.deps import ApiState, StateDep
+from api.openapi import error_responses
 from api.reload import reload_model as reload_everywhere
 from api.security import Principal, Scope, authorize
 from shared import cache
@@ -49,20 +50,20 @@ async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any
     ]
 
 
-@router.get("/models")
+@router.get("/models", responses=error_responses())
 async def list_models(state: StateDep, principal: Reader) -> dict[str, Any]:
     """Every model: its versions, input schema, labels, threshold, metrics and where it is loaded."""
     return {"models": await model_entries(state, sorted(state.repository.models()))}
 
 
-@router.get("/models/{model}")
+@router.get("/models/{model}", responses=error_responses(404, 422))
 async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str, Any]:
     """One model with all of its versions, newest first."""
     state.repository.get(model)  # 404 if unknown
     return (await model_entries(state, [model]))[0]
 
 
-@router.post("/models/{model}/reload")
+@router.post("/models/{model}/reload", responses=error_responses(404, 422))
 async def reload_model(model: str, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: every live worker loads the versions now in the model repository; queued jobs keep running."""
     return await reload_everywhere(state, model)
