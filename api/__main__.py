@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from api.server import server_config
 from shared.logging import setup_logging
 from shared.settings import get_settings
 
@@ -11,15 +12,7 @@ from shared.settings import get_settings
 def main() -> None:
     settings = get_settings()
     setup_logging(settings.log_format, settings.log_level)
-    uvicorn.run(
-        "api.main:app",
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        proxy_headers=True,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.Server(server_config(settings)).run()
 
 
 if __name__ == "__main__":

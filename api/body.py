@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import Request
 
+from api.deps import state_of
 from shared import fastjson
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes, read within the body deadline: a client trickling
+    its body a byte at a time would otherwise hold a connection and its buffer for ever (408)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
+    timeout_s = state_of(request).settings.body_read_timeout_s
+    with anyio.move_on_after(timeout_s) as deadline:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+    if deadline.cancelled_caught:
+        # The rest of the body is still on its way: close the connection rather than parse it as a request.
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s", headers={"Connection": "close"})
     body = b"".join(chunks)
     request._body = body  # so Starlette's form parser reads these bytes instead of the spent stream
     return body

@@ -9,6 +9,7 @@ import redis.asyncio as aredis
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.decoding import PixelBudget
 from api.events import JobEvents
 from api.fleet import Fleet
 from shared.batch_store import AsyncBatchStore
@@ -29,6 +30,7 @@ class ApiState:
     batches: AsyncBatchStore
     api_keys: dict[str, Any]  # sha256 → api.security.ApiKey
     limiter: Any  # api.ratelimit.RateLimiter
+    pixel_budget: PixelBudget
 
 
 def state_of(request: Request) -> ApiState:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.decoding import PixelBudget
 from api.deps import ApiState
 from api.errors import install_error_handlers
 from api.events import JobEvents
@@ -35,7 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # Bad key or limit configuration stops the start-up here, not the first request.
     api_keys = parse_api_keys(settings.api_keys)
-    limits = {"default": Limit.parse(settings.rate_limit), "batch": Limit.parse(settings.batch_rate_limit)}
+    limits = {
+        "default": Limit.parse(settings.rate_limit),
+        "batch": Limit.parse(settings.batch_rate_limit),
+        "auth_failure": Limit.parse(settings.auth_failure_limit),
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             batches=AsyncBatchStore(client, binary, settings.job_ttl_s),
             api_keys=api_keys,
             limiter=RateLimiter(client, limits),
+            pixel_budget=PixelBudget(settings.decode_pixel_budget),
         )
         if not api_keys:
             log.warning("auth.disabled: no MLQUEUE_API_KEYS configured; anyone who can reach the API can use it")

@@ -19,11 +19,12 @@ import logging
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.security import require_metrics_token
 from shared.jobs import job_id_created_at
 from shared.queues import Queue
 
@@ -198,6 +199,7 @@ def install_metrics(app: FastAPI) -> None:
     @app.get(
         "/metrics",
         tags=["ops"],
+        dependencies=[Depends(require_metrics_token)],
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_PLAIN_0_0_4: {}}, "description": "Prometheus text format 0.0.4"}},
     )

@@ -82,3 +82,16 @@ async def enforce(state: ApiState, identity: str, response: Response, *, batch: 
             headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
             raise TooManyRequests(f"rate limit of {limit.count} per {limit.period_s}s exceeded", headers=headers)
         response.headers.update(headers)
+
+
+async def enforce_auth_failures(state: ApiState, ip: str) -> None:
+    """Called on each failed authentication, before its 401: past the per-IP budget the answer is
+    429 instead. Only failures count, so a valid key is never slowed by its neighbours' mistakes;
+    keys are 256 random bits, so a guesser learns nothing from the 401s it still gets."""
+    allowed, retry_s, _, _, limit = await state.limiter.hit("auth_failure", f"ip:{ip}")
+    if not allowed:
+        raise TooManyRequests(
+            f"too many failed authentications from this address (limit {limit.count} per {limit.period_s}s)",
+            code="auth_rate_limited",
+            headers={"Retry-After": str(max(1, math.ceil(retry_s)))},
+        )

@@ -19,7 +19,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import state_of
-from api.ratelimit import enforce
+from api.ratelimit import enforce, enforce_auth_failures
 from shared.errors import Forbidden, Unauthorized
 from shared.jobs import Job
 
@@ -88,8 +88,13 @@ BEARER = HTTPBearer(
 )
 
 
+def client_ip(request: Request) -> str:
+    """The TCP peer, or what a trusted proxy says it forwarded for (``MLQUEUE_TRUSTED_PROXIES``)."""
+    return request.client.host if request.client else "unknown"
+
+
 def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
-    client = request.client.host if request.client else "unknown"
+    client = client_ip(request)
     if not keys:
         return Principal(None, f"ip:{client}")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -109,10 +114,32 @@ def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[A
         request: Request, response: Response, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
     ) -> Principal:
         state = state_of(request)
-        principal = authenticate(request, state.api_keys)
+        try:
+            principal = authenticate(request, state.api_keys)
+        except Unauthorized:
+            await enforce_auth_failures(state, client_ip(request))
+            raise
         if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:
             raise Forbidden(f"this API key lacks the {scope.value!r} scope", code="insufficient_scope")
         await enforce(state, principal.client, response, batch=batch)
         return principal
 
     return dependency
+
+
+async def require_metrics_token(request: Request) -> None:
+    """A dependency of ``GET /metrics``: with ``MLQUEUE_METRICS_TOKEN`` set, that bearer token is
+    required (compared in constant time); unset, the endpoint is open."""
+    state = state_of(request)
+    expected = state.settings.metrics_token
+    if not expected:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode()):
+        return
+    await enforce_auth_failures(state, client_ip(request))
+    raise Unauthorized(
+        "send the metrics token: Authorization: Bearer <MLQUEUE_METRICS_TOKEN>",
+        code="invalid_metrics_token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

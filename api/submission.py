@@ -21,6 +21,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from api.body import media_type, read_form, read_json
+from api.decoding import decode_within_budget
 from api.deps import ApiState
 from api.lifecycle import await_terminal, notify, wait_for_terminal
 from api.metrics import record_job_created
@@ -30,7 +31,6 @@ from shared.cache import cache_key
 from shared.celery_messages import Outbound, job_message
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
-from shared.images import preprocess_image
 from shared.jobs import (
     BatchCreate,
     Job,
@@ -200,14 +200,12 @@ async def new_job(
 async def decode_image(state: ApiState, manifest: ModelManifest, data: bytes) -> bytes:
     """Decode and resize once, here, so workers receive ready pixels (the claim check)."""
     assert isinstance(manifest.input, ImageInput)
-    return await anyio.to_thread.run_sync(
-        functools.partial(
-            preprocess_image,
-            data,
-            width=manifest.input.width,
-            height=manifest.input.height,
-            max_pixels=state.settings.max_image_pixels,
-        )
+    return await decode_within_budget(
+        state.pixel_budget,
+        data,
+        width=manifest.input.width,
+        height=manifest.input.height,
+        max_pixels=state.settings.max_image_pixels,
     )
 
 

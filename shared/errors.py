@@ -6,6 +6,7 @@
     ├── Forbidden             403  the key lacks the scope
     ├── NotFound              404  unknown model or job
     ├── Conflict              409  idempotency-key reuse, cancel of a finished job
+    ├── RequestTimeout        408  the body did not arrive within its deadline
     ├── Gone                  410  the job's data expired
     ├── PayloadTooLarge       413
     ├── UnsupportedMediaType  415
@@ -60,6 +61,11 @@ class Conflict(MlqueueError):
 class Gone(MlqueueError):
     status_code = 410
     code = "expired"
+
+
+class RequestTimeout(MlqueueError):
+    status_code = 408
+    code = "body_timeout"
 
 
 class PayloadTooLarge(MlqueueError):

@@ -59,14 +59,7 @@ def preprocess_image(data: bytes, *, width: int, height: int, max_pixels: int = 
     """
     if width < 1 or height < 1:
         raise ValueError(f"target size must be positive, got {width}x{height}")
-    if not data:
-        raise BadRequest("the image is empty (0 bytes)", code="empty_image")
-    fmt = detect_format(data)
-    if fmt is None:
-        raise UnsupportedMediaType(
-            f"unsupported image format; send one of {', '.join(sorted(SUPPORTED_FORMATS))}",
-            code="unsupported_image_format",
-        )
+    fmt = _accepted_format(data)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone flipped Pillow's global; truncated uploads would be silently padded with grey.
         log.warning("images.load_truncated_enabled: truncated uploads will not be detected")
@@ -85,6 +78,25 @@ def preprocess_image(data: bytes, *, width: int, height: int, max_pixels: int = 
     if len(out) != width * height * 3:  # pragma: no cover - a Pillow contract, checked not trusted
         raise BadRequest(f"decoded image has {len(out)} bytes, expected {width * height * 3}", code="corrupt_image")
     return out
+
+
+def _accepted_format(data: bytes) -> str:
+    if not data:
+        raise BadRequest("the image is empty (0 bytes)", code="empty_image")
+    fmt = detect_format(data)
+    if fmt is None:
+        raise UnsupportedMediaType(
+            f"unsupported image format; send one of {', '.join(sorted(SUPPORTED_FORMATS))}",
+            code="unsupported_image_format",
+        )
+    return fmt
+
+
+def image_pixels(data: bytes, *, max_pixels: int = 40_000_000) -> int:
+    """The pixel count of an upload from its header alone, with the same refusals as
+    ``preprocess_image`` (format, corrupt header, too many pixels) before any pixel is decoded."""
+    w, h = _open(data, _accepted_format(data), max_pixels).size
+    return w * h
 
 
 def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:

@@ -31,15 +31,36 @@ class Settings(BaseSettings):
     max_wait_s: int = Field(60, ge=0, le=300)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(40_000_000, ge=1)  # refused before decoding (decompression bombs)
+    # Pixels being decoded at once across all requests of an API process (~7.5 bytes of memory each
+    # while decoding); an image larger than the budget is decoded alone.
+    decode_pixel_budget: int = Field(40_000_000, ge=1)
+
+    # Slow and idle clients. The head (request line + headers) must arrive within header_timeout_s
+    # of the connection opening (or of a later request's first byte) and fit in max_header_bytes;
+    # a body must be read whole within body_read_timeout_s; an idle kept-alive connection is closed
+    # after keep_alive_timeout_s.
+    header_timeout_s: float = Field(10.0, gt=0)
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    body_read_timeout_s: float = Field(120.0, gt=0)
+    keep_alive_timeout_s: int = Field(5, ge=1)
+    # Peers whose X-Forwarded-For/-Proto are believed (IPs or CIDRs, comma-separated; "*" for any).
+    # Empty: none, so the rate-limit identity is always the TCP peer.
+    trusted_proxies: str = ""
 
     # API keys: "name=<sha256 of the key>:scope|scope,..." (``make api-key`` prints an entry).
     # With none configured, authentication is off (``make run`` says so loudly).
     api_keys: str = ""
     rate_limit: str = "600/minute"  # per API key (per client IP when auth is off)
     batch_rate_limit: str = "30/minute"  # batch submissions, on top of the above
+    auth_failure_limit: str = "30/minute"  # failed authentications per client IP, then 429
+    # When set, GET /metrics needs "Authorization: Bearer <token>"; unset, /metrics is open.
+    metrics_token: str | None = None
 
     # Redis socket timeouts: a dead Redis must become a 503 quickly, never a hang.
     redis_socket_timeout_s: float = Field(2.0, gt=0)
+    # Connections of the API's pool per process; past it a request waits for one, up to the pool timeout.
+    redis_max_connections: int = Field(128, ge=4)
+    redis_pool_timeout_s: float = Field(10.0, gt=0)
 
     # Worker
     worker_concurrency: int = Field(16, ge=1)

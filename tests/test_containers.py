@@ -481,9 +481,13 @@ def test_flower_starts_as_compose_runs_it_and_its_healthcheck_passes(redis_setti
             assert proc.poll() is None, f"flower exited {proc.returncode}: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"flower never became healthy: {log.read_text()[-3000:]}"
             time.sleep(0.5)
-        # The UI itself is behind basic auth; only the health endpoint is open.
+        # The UI itself is behind basic auth; only the health endpoint ("OK") is open.
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
         assert httpx.get(f"http://127.0.0.1:{port}/", auth=("admin", "not-a-secret"), timeout=5).status_code == 200
+        # Flower's Prometheus metrics (task names, workers, queues) are behind the same auth.
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 401
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", auth=("admin", "not-a-secret"), timeout=5)
+        assert metrics.status_code == 200 and "flower_" in metrics.text
     finally:
         proc.terminate()
         try:

@@ -1,6 +1,9 @@
 """``python -m worker.flower``: Flower on the worker's Celery app, with bounded memory.
 
-``MLQUEUE_FLOWER_BASIC_AUTH=user:password`` puts it behind basic auth.
+``MLQUEUE_FLOWER_BASIC_AUTH=user:password`` puts it behind basic auth. Flower 2.2 checks that
+auth only on handlers marked ``@tornado.web.authenticated``, and its Prometheus ``/metrics`` is
+not (it names every task, worker and queue): ``protect_metrics`` marks it. ``/healthcheck``
+stays open on purpose: it answers only "OK", and the container's health probe has no password.
 """
 
 from __future__ import annotations
@@ -22,7 +25,18 @@ def main() -> None:
     ]
     if settings.flower_basic_auth:
         args.append(f"--basic-auth={settings.flower_basic_auth}")
+        protect_metrics()
     app.start(args)
+
+
+def protect_metrics() -> None:
+    """Put Flower's ``/metrics`` behind the same authentication as its UI and API."""
+    import tornado.web
+    from flower.views.monitor import Metrics
+
+    if not getattr(Metrics.get, "_mlqueue_protected", False):
+        Metrics.get = tornado.web.authenticated(Metrics.get)
+        Metrics.get._mlqueue_protected = True
 
 
 if __name__ == "__main__":

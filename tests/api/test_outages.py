@@ -1,5 +1,6 @@
 """Fault tests: Redis stopped and restarted, a worker missing. Each builds its own stack."""
 
+import asyncio
 import time
 
 import httpx
@@ -45,3 +46,18 @@ def test_readiness_needs_a_live_worker_and_queued_jobs_wait_for_one(own_stack):
         response = client.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=60"})
         assert response.json()["status"] == "succeeded"
         assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
+
+
+def test_the_first_requests_after_a_redis_restart_all_succeed(own_stack):
+    """Every pooled connection is dead after a restart; each is retried once, not answered with a 503."""
+
+    async def fill_the_pool() -> None:  # many concurrent requests leave many pooled connections
+        async with httpx.AsyncClient(base_url=own_stack.api_url, timeout=30) as client:
+            await asyncio.gather(*(client.get("/v1/jobs") for _ in range(40)))
+
+    asyncio.run(fill_the_pool())
+    own_stack.redis.stop()
+    own_stack.redis.start()
+    with httpx.Client(base_url=own_stack.api_url, timeout=30) as client:
+        statuses = [client.get("/v1/jobs").status_code for _ in range(40)]
+    assert statuses == [200] * 40

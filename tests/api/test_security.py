@@ -29,7 +29,11 @@ KEYS = {
 def secured(tmp_path_factory):
     keys = ",".join(entry for _, entry in KEYS.values())
     with running_stack(
-        tmp_path_factory.mktemp("secured"), api_keys=keys, rate_limit="40/minute", batch_rate_limit="2/minute"
+        tmp_path_factory.mktemp("secured"),
+        api_keys=keys,
+        rate_limit="40/minute",
+        batch_rate_limit="2/minute",
+        auth_failure_limit="10/minute",
     ) as s:
         yield s
 
@@ -116,3 +120,14 @@ def test_parsing_and_the_key_command():
     printed_key = out.split("keep it secret):")[1].split()[0]
     entry = out.strip().splitlines()[-1].strip()
     assert printed_key.startswith("mlq_ops_") and entry.startswith("ops=") and entry.endswith(":admin")
+
+
+def test_failed_authentications_are_rate_limited_per_address_and_valid_keys_still_work(secured):
+    with as_(secured) as anonymous:
+        statuses = [anonymous.get("/v1/jobs", headers={"Authorization": f"Bearer mlq_x_guess{i}"}) for i in range(25)]
+    codes = [r.status_code for r in statuses]
+    assert set(codes) == {401, 429} and codes.index(429) <= 11, codes  # 10/minute, some spent by earlier tests
+    limited = statuses[-1]
+    assert limited.json()["code"] == "auth_rate_limited" and int(limited.headers["retry-after"]) >= 1
+    with as_(secured, "alice") as alice:  # only failures count: a valid key from the same address is served
+        assert alice.get("/v1/jobs").status_code == 200
