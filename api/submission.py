@@ -12,7 +12,6 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +27,7 @@ from api.metrics import record_job_created
 from shared import cache
 from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
-from shared.celery_messages import Outbound, job_message
+from shared.celery_messages import chunk_message, jobs_message
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
 from shared.jobs import (
@@ -237,7 +236,7 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if output is not None:
             return await create_cached(state, job, output, options)
         job.cache_key = key
-    messages = task_messages(state, job, [None])
+    messages = [jobs_message(state.publisher, job.queue, [job.id], job.created_at, request_headers())]
     with state.events.subscribe(job.id) as events:  # before the job exists: no event can be missed
         job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
         if created:
@@ -297,7 +296,10 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
         return await wait_for_terminal(state, job, options.wait_s), False
-    messages = task_messages(state, job, range(len(bounds)))
+    headers = request_headers()
+    messages = [
+        chunk_message(state.publisher, job.queue, job.id, c, job.created_at, headers) for c in range(len(bounds))
+    ]
     try:
         await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images, messages)
     except Exception as exc:
@@ -324,9 +326,6 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
     return rows, images
 
 
-def task_messages(state: ApiState, job: Job, chunks: Iterable[int | None]) -> list[Outbound]:
-    """The Celery messages of a job's tasks (``None``: the job itself; else its chunks), written
-    into Redis together with the job (see ``shared.celery_messages``). The request id rides in the
-    headers; the job's creation time is the messages' send mark."""
-    headers = {"request_id": request_id_var.get()}
-    return [job_message(state.publisher, job.queue, job.id, chunk, job.created_at, headers) for chunk in chunks]
+def request_headers() -> dict[str, Any]:
+    """Task headers from the request: its id, so the worker's logs carry it."""
+    return {"request_id": request_id_var.get()}

@@ -42,7 +42,7 @@ async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
     return json.loads(value)
 
 
-def store(client: redis.Redis, key: str, output: Any, ttl_s: int) -> None:
+def store(client: redis.Redis | redis.client.Pipeline, key: str, output: Any, ttl_s: int) -> None:
     client.set(key, json.dumps(output), ex=ttl_s)
 
 

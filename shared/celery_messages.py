@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,29 +60,59 @@ class Outbound:
     """One task message ready to be pushed, and what the in-flight index records of it."""
 
     queue: str
-    task_id: str  # the job id, or "{job id}.{chunk}" for a chunk of a batch
+    members: tuple[str, ...]  # job ids, or "{job id}.{chunk}" for a chunk of a batch
     body: str
     sent_at: float
 
 
-def task_id_for(job_id: str, chunk: int | None = None) -> str:
-    return job_id if chunk is None else f"{job_id}.{chunk}"
+# The single jobs a ``predict_many`` message runs, in its headers too: the sweeper reads them from
+# kombu's unacked hash without decoding bodies.
+JOBS = "mlqueue_jobs"
 
 
-def parse_task_id(task_id: str) -> tuple[str, int | None]:
-    """``task_id_for`` backwards: (job id, chunk or None)."""
-    job_id, _, chunk = task_id.partition(".")
+def jobs_message(
+    app: Celery, queue: str, job_ids: Sequence[str], sent_at: float, headers: dict[str, Any] | None = None
+) -> Outbound:
+    """One message that runs single jobs which arrived together (``predict_many``): one delivery,
+    one read, one forward pass and one write for all of them."""
+    ids = list(job_ids)
+    task_id = ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids) - 1}"
+    body = task_message(
+        app, TaskName.PREDICT_MANY, [ids], task_id, queue, {**(headers or {}), SENT_AT: sent_at, JOBS: ids}
+    )
+    return Outbound(queue, tuple(ids), body, sent_at)
+
+
+def chunk_message(
+    app: Celery, queue: str, job_id: str, chunk: int, sent_at: float, headers: dict[str, Any] | None = None
+) -> Outbound:
+    """The message that runs one chunk of a batch (``predict_chunk``)."""
+    task_id = chunk_task_id(job_id, chunk)
+    body = task_message(
+        app, TaskName.PREDICT_CHUNK, [job_id, chunk], task_id, queue, {**(headers or {}), SENT_AT: sent_at}
+    )
+    return Outbound(queue, (task_id,), body, sent_at)
+
+
+def chunk_task_id(job_id: str, chunk: int) -> str:
+    return f"{job_id}.{chunk}"
+
+
+def parse_member(member: str) -> tuple[str, int | None]:
+    """An in-flight member back to (job id, chunk or None)."""
+    job_id, _, chunk = member.partition(".")
     return job_id, int(chunk) if chunk else None
 
 
-def job_message(
-    app: Celery, queue: str, job_id: str, chunk: int | None, sent_at: float, headers: dict[str, Any] | None = None
-) -> Outbound:
-    """The message that runs one job (``predict``) or one chunk of a batch (``predict_chunk``)."""
-    name, args = (TaskName.PREDICT, [job_id]) if chunk is None else (TaskName.PREDICT_CHUNK, [job_id, chunk])
-    task_id = task_id_for(job_id, chunk)
-    body = task_message(app, name, args, task_id, queue, {**(headers or {}), SENT_AT: sent_at})
-    return Outbound(queue, task_id, body, sent_at)
+def members_of(headers: dict[str, Any]) -> list[str]:
+    """The in-flight members a message (by its headers) carries: its jobs, or its chunk."""
+    if isinstance(headers.get(JOBS), list):
+        return [m for m in headers[JOBS] if isinstance(m, str)]
+    if headers.get("task") == TaskName.PREDICT_CHUNK.value and isinstance(headers.get("id"), str):
+        return [headers["id"]]
+    if headers.get("task") == TaskName.PREDICT.value and isinstance(headers.get("id"), str):
+        return [headers["id"]]  # a message from before predict_many
+    return []
 
 
 def sent_at_of(raw: str | bytes | None) -> float | None:

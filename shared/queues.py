@@ -15,7 +15,8 @@ MODEL_QUEUES = (Queue.CPU, Queue.GPU)
 
 
 class TaskName(StrEnum):
-    PREDICT = "mlqueue.predict"
+    PREDICT = "mlqueue.predict"  # one job; kept for messages queued before predict_many
+    PREDICT_MANY = "mlqueue.predict_many"  # single jobs that arrived together
     PREDICT_CHUNK = "mlqueue.predict_chunk"
     DELIVER_WEBHOOK = "mlqueue.deliver_webhook"
 

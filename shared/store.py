@@ -25,7 +25,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -66,7 +67,7 @@ def push_messages(pipe: Any, messages: Sequence[Outbound], ttl_s: int) -> None:
     a message is never sent without the record that lets the sweeper send it again."""
     for m in messages:
         pipe.lpush(m.queue, m.body)
-        pipe.zadd(inflight_key(m.queue), {m.task_id: m.sent_at})
+        pipe.zadd(inflight_key(m.queue), dict.fromkeys(m.members, m.sent_at))
     for queue in {m.queue for m in messages}:
         pipe.expire(inflight_key(queue), ttl_s)
 
@@ -189,6 +190,15 @@ def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
     return aredis.Redis.from_pool(pool)
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job to write: its record, its input, and an image's pixels (stored as a claim check)."""
+
+    job: Job
+    job_input: Any
+    blob: bytes | None = None
+
+
 class AsyncJobStore:
     """The API's view: create, read, list and cancel jobs."""
 
@@ -211,32 +221,47 @@ class AsyncJobStore:
         sweeper fails it if the API dies before sending them.
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
-        s = self.settings
         if idempotency_key is not None:
-            marker = f"{job.id} {job.request_hash}"
-            if not await self.r.set(idem_key(idempotency_key), marker, nx=True, ex=s.idempotency_ttl_s):
-                return await self._existing_for_key(idempotency_key, job.request_hash), False
-        trim_below = "(" + min_job_id_at(job.created_at - s.job_ttl_s)
-        fields = encode_fields(job_fields(job))
-        if blob is not None:
-            job_input = {BLOB_REF: blob_key(job.id), **(job_input or {})}
-        fields["input"] = json.dumps(job_input, allow_nan=False)
+            existing = await self.claim_idempotency(job, idempotency_key)
+            if existing is not None:
+                return existing, False
+        await self.create_many([NewJob(job, job_input, blob)], messages)
+        return job, True
+
+    async def claim_idempotency(self, job: Job, idempotency_key: str) -> Job | None:
+        """Reserve ``idempotency_key`` for ``job``; the job that holds it already, if one does
+        (409 when that one was made from a different request)."""
+        marker = f"{job.id} {job.request_hash}"
+        if await self.r.set(idem_key(idempotency_key), marker, nx=True, ex=self.settings.idempotency_ttl_s):
+            return None
+        return await self._existing_for_key(idempotency_key, job.request_hash)
+
+    async def create_many(self, jobs: Sequence[NewJob], messages: Sequence[Outbound] = ()) -> None:
+        """Write many new jobs and their messages in one transaction (a group commit)."""
+        s = self.settings
         async with self.r.pipeline(transaction=True) as pipe:
-            if blob is not None:
-                pipe.set(blob_key(job.id), blob, ex=s.job_ttl_s)
-            pipe.hset(job_key(job.id), mapping=fields)
-            pipe.expire(job_key(job.id), s.job_ttl_s)
-            pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
-            indexes = [INDEX_ALL, model_index(job.model)] + ([owner_index(job.owner)] if job.owner else [])
-            for index in indexes:
-                pipe.zadd(index, {job.id: 0})
+            indexes: set[str] = set()
+            for new in jobs:
+                job, job_input = new.job, new.job_input
+                fields = encode_fields(job_fields(job))
+                if new.blob is not None:
+                    pipe.set(blob_key(job.id), new.blob, ex=s.job_ttl_s)
+                    job_input = {BLOB_REF: blob_key(job.id), **(job_input or {})}
+                fields["input"] = json.dumps(job_input, allow_nan=False)
+                pipe.hset(job_key(job.id), mapping=fields)
+                pipe.expire(job_key(job.id), s.job_ttl_s)
+                pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
+                for index in (INDEX_ALL, model_index(job.model), *([owner_index(job.owner)] if job.owner else [])):
+                    pipe.zadd(index, {job.id: 0})
+                    indexes.add(index)
+                if not messages and not job.status.is_terminal():
+                    pipe.zadd(inflight_key(job.queue), {job.id: job.created_at})
+            trim_below = "(" + min_job_id_at(min(new.job.created_at for new in jobs) - s.job_ttl_s)
+            for index in sorted(indexes):
                 pipe.expire(index, s.job_ttl_s)
                 pipe.zremrangebylex(index, "-", trim_below)
             push_messages(pipe, messages, s.job_ttl_s)
-            if not messages and not job.status.is_terminal():
-                pipe.zadd(inflight_key(job.queue), {job.id: job.created_at})
             await pipe.execute()
-        return job, True
 
     async def _existing_for_key(self, key: str, request_hash: str | None) -> Job:
         marker = await self.r.get(idem_key(key)) or " "
@@ -336,20 +361,30 @@ class JobStore:
 
     def get_with_input(self, job_id: str) -> tuple[Job | None, Any]:
         """The job and its input in one round trip (the input is a field of the same hash); a
-        claim check comes back as ``{"$blob": key}``, for ``resolve_input``."""
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.hgetall(job_key(job_id))
-            pipe.lrange(deliveries_key(job_id), 0, -1)
-            raw, deliveries = pipe.execute()
-        if not raw:
-            return None, None
-        return decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None
+        claim check comes back as ``{"$blob": key}``, for ``resolve_inputs``."""
+        return self.get_many_with_input([job_id])[0]
 
-    def resolve_input(self, value: Any) -> Any:
-        """A claim check's bytes (None if they expired); any other input as it is."""
-        if has_blob(value):
-            return self.binary.get(value[BLOB_REF])
-        return value
+    def get_many_with_input(self, job_ids: Sequence[str]) -> list[tuple[Job | None, Any]]:
+        """``get_with_input`` for many jobs, in one round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+                pipe.lrange(deliveries_key(job_id), 0, -1)
+            replies = pipe.execute()
+        out: list[tuple[Job | None, Any]] = []
+        for raw, deliveries in zip(replies[::2], replies[1::2], strict=True):
+            if not raw:
+                out.append((None, None))
+            else:
+                out.append((decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None))
+        return out
+
+    def resolve_inputs(self, values: Sequence[Any]) -> list[Any]:
+        """Claim checks replaced by their bytes (None where they expired), in one round trip; any
+        other input as it is."""
+        keys = [value[BLOB_REF] for value in values if has_blob(value)]
+        blobs = iter(self.binary.mget(keys) if keys else [])
+        return [next(blobs) if has_blob(value) else value for value in values]
 
     def record_delivery(self, job_id: str, delivery: WebhookDelivery) -> None:
         """Append one webhook attempt to the job's delivery log (kept as long as the job)."""
@@ -368,3 +403,27 @@ class JobStore:
     ) -> bool:
         res = self._transition(keys=[job_key(job_id)], args=transition_args(allowed, fields, job_id, snapshot))
         return bool(res and res[0])
+
+    def transition_many(
+        self,
+        moves: Sequence[tuple[str, tuple[JobStatus, ...], dict[str, Any], Job | None]],
+        *,
+        drop_blobs: Sequence[str] = (),
+        before: Callable[[Any], None] | None = None,
+    ) -> list[bool]:
+        """Many ``transition`` calls (job id, allowed, fields, snapshot) in one round trip; whether
+        each applied. ``before`` adds commands ahead of them (a cache write), ``drop_blobs`` deletes
+        claim checks after them."""
+        if not moves and not drop_blobs:
+            return []
+        with self.r.pipeline(transaction=False) as pipe:
+            if before is not None:
+                before(pipe)
+            first = len(pipe.command_stack)
+            for job_id, allowed, fields, snapshot in moves:
+                args = transition_args(allowed, fields, job_id, snapshot)
+                self._transition(keys=[job_key(job_id)], args=args, client=pipe)
+            for job_id in drop_blobs:
+                pipe.delete(blob_key(job_id))
+            replies = pipe.execute()
+        return [bool(res and res[0]) for res in replies[first : first + len(moves)]]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from shared import cache
-from shared.errors import InvalidInput, MlqueueError
+from shared.errors import MlqueueError
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
 from shared.store import has_blob
 from worker import metrics as worker_metrics
@@ -20,59 +21,98 @@ from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
+RUNNABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # running: a redelivery after its worker died
+
 
 def begin(ctx: WorkerContext, job_id: str) -> tuple[Job, Any] | None:
     """Move the job to ``running`` (the first chunk of a batch does; later chunks join). Returns
     the job and its stored input (read together), or None when it must not run (gone, finished,
     canceled, past its deadline)."""
-    job, stored_input = ctx.store.get_with_input(job_id)
-    if job is None:
-        log.warning("job.missing (expired before it ran)")
-        return None
-    if job.status.is_terminal():
-        log.info("job.skipped status=%s", job.status)
-        return None
+    return begin_many(ctx, [job_id])[0]
+
+
+def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, Any] | None]:
+    """``begin`` for jobs that arrived together: read in one round trip, started in another."""
     now = time.time()
-    deadline = deadline_transition(job, now)
-    if deadline is not None:
-        if ctx.store.transition(job_id, *deadline):
-            log.info("job.%s (deadline)", deadline[1]["status"].value)
-            notify(ctx, job, WebhookEvent.COMPLETED)
-        return None
-    if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
-        return job, stored_input
-    queue_ms = round((now - job.created_at) * 1000, 3)
-    running = {
-        "status": JobStatus.RUNNING,
-        "started_at": now,
-        "metrics": {"queue_ms": queue_ms},
-        "worker": ctx.hostname,
-        "runner": ctx.runner,
-    }
-    if not ctx.store.transition(job_id, (JobStatus.QUEUED, JobStatus.RUNNING), running):
-        log.info("job.skipped (canceled before start)")
-        return None
-    worker_metrics.observe_queue_wait(job.model, now - job.created_at)
-    log.info("job.started model=%s version=%s", job.model, job.version)
-    if job.status is JobStatus.QUEUED:
-        notify(ctx, job, WebhookEvent.STARTED)
-    # the record as just written: the final event's snapshot is built from it
-    return Job.model_validate({**job.model_dump(), **running}), stored_input
+    read = ctx.store.get_many_with_input(job_ids)
+    started: list[tuple[Job, Any] | None] = [None] * len(job_ids)
+    moves: list[tuple[int, Job, Any, dict[str, Any]]] = []
+    for i, (job, stored_input) in enumerate(read):
+        if job is None:
+            log.warning("job.missing (expired before it ran) job_id=%s", job_ids[i])
+            continue
+        if job.status.is_terminal():
+            log.info("job.skipped status=%s job_id=%s", job.status, job.id)
+            continue
+        deadline = deadline_transition(job, now)
+        if deadline is not None:
+            if ctx.store.transition(job.id, *deadline):
+                log.info("job.%s (deadline) job_id=%s", deadline[1]["status"].value, job.id)
+                notify(ctx, job, WebhookEvent.COMPLETED)
+            continue
+        if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
+            started[i] = (job, stored_input)
+            continue
+        running = {
+            "status": JobStatus.RUNNING,
+            "started_at": now,
+            "metrics": {"queue_ms": round((now - job.created_at) * 1000, 3)},
+            "worker": ctx.hostname,
+            "runner": ctx.runner,
+        }
+        moves.append((i, job, stored_input, running))
+    applied = ctx.store.transition_many([(job.id, RUNNABLE, running, None) for _, job, _, running in moves])
+    for (i, job, stored_input, running), ok in zip(moves, applied, strict=True):
+        if not ok:
+            log.info("job.skipped (canceled before start) job_id=%s", job.id)
+            continue
+        worker_metrics.observe_queue_wait(job.model, now - job.created_at)
+        log.info("job.started model=%s version=%s job_id=%s", job.model, job.version, job.id)
+        if job.status is JobStatus.QUEUED:
+            notify(ctx, job, WebhookEvent.STARTED)
+        # the record as just written: the final event's snapshot is built from it
+        started[i] = Job.model_validate({**job.model_dump(), **running}), stored_input
+    return started
 
 
 def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any], *, drop_blob: bool = False) -> JobStatus | None:
     """The final compare-and-set from ``running``; a job canceled meanwhile keeps its state."""
-    final = Job.model_validate({**job.model_dump(), **fields})
-    applied = ctx.store.transition(job.id, (JobStatus.RUNNING,), fields, snapshot=final)
-    if drop_blob:  # the claim check has served its purpose either way
-        ctx.store.drop_blob(job.id)
-    worker_metrics.record_job_finished(job.model, fields if applied else None)
-    if not applied:
-        log.info("job.result_dropped (canceled while running)")
-        return None
-    log.info("job.%s predict_ms=%s", fields["status"].value, fields.get("metrics", {}).get("predict_ms"))
-    notify(ctx, job, WebhookEvent.COMPLETED)
-    return fields["status"]
+    return finish_many(ctx, [(job, fields, drop_blob)])[0]
+
+
+def finish_many(ctx: WorkerContext, results: Sequence[tuple[Job, dict[str, Any], bool]]) -> list[JobStatus | None]:
+    """``finish`` for many jobs in one round trip: (job, final fields, whether to drop its claim check)."""
+    moves = [
+        (job.id, (JobStatus.RUNNING,), fields, Job.model_validate({**job.model_dump(), **fields}))
+        for job, fields, _ in results
+    ]
+    ttl = ctx.settings.cache_ttl_s
+    cached = [
+        (job.cache_key, f["output"]) for job, f, _ in results if job.cache_key and f["status"] is JobStatus.SUCCEEDED
+    ]
+
+    def write_cache(pipe: Any) -> None:  # in the same round trip, ahead of the final writes
+        for key, output in cached if ttl else ():
+            cache.store(pipe, key, output, ttl)
+
+    drop = [job.id for job, _, drop_blob in results if drop_blob]
+    applied = ctx.store.transition_many(moves, drop_blobs=drop, before=write_cache)
+    statuses: list[JobStatus | None] = []
+    for (job, fields, _), ok in zip(results, applied, strict=True):
+        worker_metrics.record_job_finished(job.model, fields if ok else None)
+        if not ok:
+            log.info("job.result_dropped (canceled while running) job_id=%s", job.id)
+            statuses.append(None)
+            continue
+        log.info(
+            "job.%s predict_ms=%s job_id=%s",
+            fields["status"].value,
+            fields.get("metrics", {}).get("predict_ms"),
+            job.id,
+        )
+        notify(ctx, job, WebhookEvent.COMPLETED)
+        statuses.append(fields["status"])
+    return statuses
 
 
 def notify(ctx: WorkerContext, job: Job, event: WebhookEvent) -> None:
@@ -89,33 +129,62 @@ def notify(ctx: WorkerContext, job: Job, event: WebhookEvent) -> None:
 
 def run_job(job_id: str, ctx: WorkerContext) -> JobStatus | None:
     """Run a single job. Returns the status it ended in (None if it did not run)."""
-    started_job = begin(ctx, job_id)
-    if started_job is None:
-        return None
-    job, stored_input = started_job
-    started = job.started_at or time.time()
-    queue_ms = (started - job.created_at) * 1000
-    fields: dict[str, Any]
-    predict_ms = None
-    try:
-        raw_input = ctx.store.resolve_input(stored_input)
-        if raw_input is None:
-            raise InvalidInput("the job's input has expired or is missing", code="input_missing")
-        output, predict_ms = ctx.runtime.predict(job.model, job.version, raw_input)
-        fields = {"status": JobStatus.SUCCEEDED, "output": output}
-        if job.cache_key and ctx.settings.cache_ttl_s:
-            cache.store(ctx.store.r, job.cache_key, output, ctx.settings.cache_ttl_s)
-    except MlqueueError as exc:
-        fields = {"status": JobStatus.FAILED, "error": {"code": exc.code, "message": exc.detail}}
-    except Exception as exc:  # a model failure is a failed job, not a crashed task
-        log.exception("job.model_error")
-        fields = {
-            "status": JobStatus.FAILED,
-            "error": {"code": "model_error", "message": f"{type(exc).__name__}: {exc}"},
-        }
+    return run_jobs([job_id], ctx)[0]
+
+
+def run_jobs(job_ids: Sequence[str], ctx: WorkerContext) -> list[JobStatus | None]:
+    """Run single jobs that arrived together (one message): read and started in one round trip
+    each, one forward pass per model version, finished in one round trip. Returns each job's
+    final status (None for a job that did not run)."""
+    started = begin_many(ctx, job_ids)
+    runnable = [(i, job, stored) for i, s in enumerate(started) if s is not None for job, stored in [s]]
+    raw_inputs = ctx.store.resolve_inputs([stored for _, _, stored in runnable])
+    groups: dict[tuple[str, int], list[int]] = {}
+    for k, (_, job, _) in enumerate(runnable):
+        groups.setdefault((job.model, job.version), []).append(k)
+    outcomes: list[dict[str, Any]] = [{} for _ in runnable]
+    for (model, version), members in groups.items():
+        for k, fields in zip(members, _predict(ctx, model, version, [raw_inputs[k] for k in members]), strict=True):
+            outcomes[k] = fields
     completed = time.time()
-    metrics = {"queue_ms": round(queue_ms, 3), "total_ms": round((completed - job.created_at) * 1000, 3)}
-    if predict_ms is not None:
-        metrics["predict_ms"] = round(predict_ms, 3)
-    fields = {**fields, "completed_at": completed, "metrics": metrics}
-    return finish(ctx, job, fields, drop_blob=has_blob(stored_input))
+    results = []
+    for (_, job, stored), fields in zip(runnable, outcomes, strict=True):
+        started_at = job.started_at or completed
+        metrics = {
+            "queue_ms": round((started_at - job.created_at) * 1000, 3),
+            "total_ms": round((completed - job.created_at) * 1000, 3),
+        }
+        if "predict_ms" in fields:
+            metrics["predict_ms"] = round(fields.pop("predict_ms"), 3)
+        results.append((job, {**fields, "completed_at": completed, "metrics": metrics}, has_blob(stored)))
+    statuses: list[JobStatus | None] = [None] * len(job_ids)
+    for (i, _, _), status in zip(runnable, finish_many(ctx, results), strict=True):
+        statuses[i] = status
+    return statuses
+
+
+def _predict(ctx: WorkerContext, model: str, version: int, raw_inputs: list[Any]) -> list[dict[str, Any]]:
+    """Each job's result fields (status, output or error, predict_ms) from one forward pass."""
+    try:
+        outputs, predict_ms = ctx.runtime.predict_many(model, version, raw_inputs)
+    except MlqueueError as exc:  # the model is not available here
+        return [_failed(exc.code, exc.detail) for _ in raw_inputs]
+    except Exception as exc:  # a model failure is a failed job, not a crashed task
+        log.exception("job.model_error model=%s", model)
+        return [_failed("model_error", f"{type(exc).__name__}: {exc}") for _ in raw_inputs]
+    results = []
+    for raw, output in zip(raw_inputs, outputs, strict=True):
+        if raw is None:
+            results.append(_failed("input_missing", "the job's input has expired or is missing"))
+        elif isinstance(output, MlqueueError):
+            results.append(_failed(output.code, output.detail))
+        elif isinstance(output, BaseException):
+            log.error("job.model_error model=%s error=%r", model, output)
+            results.append(_failed("model_error", f"{type(output).__name__}: {output}"))
+        else:
+            results.append({"status": JobStatus.SUCCEEDED, "output": output, "predict_ms": predict_ms})
+    return results
+
+
+def _failed(code: str, message: str) -> dict[str, Any]:
+    return {"status": JobStatus.FAILED, "error": {"code": code, "message": message}}

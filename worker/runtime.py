@@ -132,6 +132,26 @@ class ModelRuntime:
         prepared = model.predictor.prepare(raw_input)
         return model.batcher.run(prepared)
 
+    def predict_many(self, name: str, version: int, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+        """One forward pass (with whatever else the batcher holds) for many inputs: each one's
+        output, or the exception it raised (preparing it, or in the pass); and the pass's ms. Raises
+        ``MlqueueError`` when the model is not available here."""
+        model = self.get(name, version)
+        results: list[Any] = [None] * len(raw_inputs)
+        prepared, positions = [], []
+        for i, raw in enumerate(raw_inputs):
+            if raw is None:
+                continue  # the caller names a missing input
+            try:
+                prepared.append(model.predictor.prepare(raw))
+                positions.append(i)
+            except Exception as exc:  # noqa: BLE001 - any failure of one input is that input's error
+                results[i] = exc
+        outputs, predict_ms = model.batcher.run_many(prepared) if prepared else ([], 0.0)
+        for i, output in zip(positions, outputs, strict=True):
+            results[i] = output
+        return results, predict_ms
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Per model, the versions loaded here and those that failed (published in the heartbeat)."""
         out: dict[str, dict[str, Any]] = {}

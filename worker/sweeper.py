@@ -38,10 +38,10 @@ from celery import Celery
 from kombu.transport.redis import Channel
 
 from shared.batch_store import done_key, runners_key
-from shared.celery_messages import job_message, parse_task_id, sent_at_of
+from shared.celery_messages import chunk_message, jobs_message, members_of, parse_member, sent_at_of
 from shared.jobs import JobKind, JobStatus
 from shared.presence import worker_key
-from shared.queues import MODEL_QUEUES, TaskName
+from shared.queues import MODEL_QUEUES
 from shared.settings import Settings
 from shared.store import PREFIX, JobStore, inflight_key, job_key
 from worker import metrics as worker_metrics
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 LEASE_KEY = f"{PREFIX}:sweeper:lease"
 SCAN_LIMIT = 2000  # in-flight entries examined per queue per pass
-_OUR_TASKS = {TaskName.PREDICT.value, TaskName.PREDICT_CHUNK.value}
 
 # Take the lease, or renew it if it is ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
 LEASE_LUA = """
@@ -165,7 +164,8 @@ class Sweeper:
         return report
 
     def held_messages(self) -> dict[str, Held]:
-        """Our task messages that consumers hold, by task id (a handful per worker: prefetch is 1)."""
+        """The work in messages that consumers hold, by in-flight member (a job id, or a chunk's
+        "{job id}.{chunk}"): a handful of messages per worker, prefetch being 1."""
         with self.r.pipeline(transaction=False) as pipe:
             pipe.hgetall(Channel.unacked_key)
             pipe.zrange(Channel.unacked_index_key, 0, -1, withscores=True)
@@ -177,8 +177,8 @@ class Sweeper:
                 headers = json.loads(value)[0]["headers"]
             except (ValueError, KeyError, IndexError, TypeError):
                 continue
-            if headers.get("task") in _OUR_TASKS and isinstance(headers.get("id"), str):
-                held[headers["id"]] = Held(tag, since.get(tag, 0.0))
+            for member in members_of(headers):
+                held[member] = Held(tag, since.get(tag, 0.0))
         return held
 
     def _sweep_queue(
@@ -204,7 +204,7 @@ class Sweeper:
         states = self._states(entries)
         forget: list[str] = []
         for (task_id, sent_at), state in zip(entries, states, strict=True):
-            job_id, chunk = parse_task_id(task_id)
+            job_id, chunk = parse_member(task_id)
             if state.status is None or JobStatus(state.status).is_terminal() or state.chunk_done:
                 forget.append(task_id)
                 continue
@@ -227,7 +227,7 @@ class Sweeper:
     def _states(self, entries: list[tuple[str, float]]) -> list[WorkState]:
         with self.r.pipeline(transaction=False) as pipe:
             for task_id, _ in entries:
-                job_id, chunk = parse_task_id(task_id)
+                job_id, chunk = parse_member(task_id)
                 pipe.hmget(job_key(job_id), "status", "kind", "runner")
                 if chunk is not None:
                     pipe.sismember(done_key(job_id), chunk)
@@ -237,7 +237,7 @@ class Sweeper:
         for task_id, _ in entries:
             status, kind, runner = next(replies)
             state = WorkState(status, json.loads(kind) if kind else None, json.loads(runner) if runner else None)
-            if parse_task_id(task_id)[1] is not None:
+            if parse_member(task_id)[1] is not None:
                 state.chunk_done, state.chunk_runner = bool(next(replies)), next(replies)
             states.append(state)
         return states
@@ -273,8 +273,12 @@ class Sweeper:
         return None
 
     def _resend(self, queue: str, task_id: str, sent_at: float, hold: Held | None, reason: str) -> None:
-        job_id, chunk = parse_task_id(task_id)
-        message = job_message(self.app, queue, job_id, chunk, sent_at, {"recovered": True})
+        job_id, chunk = parse_member(task_id)
+        headers = {"recovered": True}
+        if chunk is None:
+            message = jobs_message(self.app, queue, [job_id], sent_at, headers)
+        else:
+            message = chunk_message(self.app, queue, job_id, chunk, sent_at, headers)
         with self.r.pipeline(transaction=True) as pipe:
             if hold is not None:
                 pipe.hdel(Channel.unacked_key, hold.tag)

@@ -10,7 +10,7 @@ from shared.queues import TaskName
 from worker.batches import run_chunk
 from worker.celery_app import app
 from worker.context import current
-from worker.execution import run_job
+from worker.execution import run_job, run_jobs
 
 # Rule 5: retry only what may succeed next time (Redis blips), never bad input.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
@@ -29,6 +29,13 @@ COMMON = {
 def predict(self: Task, job_id: str) -> None:
     with bound(job_id, self.request.get("request_id")):
         run_job(job_id, current())
+
+
+@app.task(name=TaskName.PREDICT_MANY, bind=True, **COMMON)
+def predict_many(self: Task, job_ids: list[str]) -> None:
+    # One job: its id is bound in every log line; many: each line names its job.
+    with bound(job_ids[0] if len(job_ids) == 1 else None, self.request.get("request_id")):
+        run_jobs(job_ids, current())
 
 
 @app.task(name=TaskName.PREDICT_CHUNK, bind=True, **COMMON)

@@ -58,7 +58,7 @@ def test_invalid_input_becomes_a_failed_job(redis_settings):
 
 
 class ExplodingRuntime:
-    def predict(self, name, version, raw_input):
+    def predict_many(self, name, version, raw_inputs):
         raise RuntimeError("CUDA out of memory")
 
 

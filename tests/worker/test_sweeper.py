@@ -15,7 +15,7 @@ from kombu.transport.redis import Channel
 
 from shared.batch_store import runners_key
 from shared.celery_app import make_celery
-from shared.celery_messages import SENT_AT, job_message
+from shared.celery_messages import JOBS, SENT_AT, chunk_message, jobs_message
 from shared.jobs import Job, JobKind, JobProgress, JobStatus, new_job_id
 from shared.presence import worker_key
 from shared.store import AsyncJobStore, async_redis_client, inflight_key, job_key, redis_client
@@ -31,7 +31,12 @@ def create(settings, job: Job, chunks=(None,)) -> None:
         client = async_redis_client(settings)
         try:
             app = make_celery(settings, publisher=True)
-            messages = [job_message(app, job.queue, job.id, c, job.created_at) for c in chunks]
+            messages = [
+                jobs_message(app, job.queue, [job.id], job.created_at)
+                if c is None
+                else chunk_message(app, job.queue, job.id, c, job.created_at)
+                for c in chunks
+            ]
             await AsyncJobStore(client, settings).create(job, [5.1, 3.5, 1.4, 0.2], messages=messages)
         finally:
             await client.aclose()
@@ -71,6 +76,19 @@ def queued_task_ids(r: redis.Redis, queue: str = "cpu") -> list[str]:
     return [json.loads(m)["headers"]["id"] for m in r.lrange(queue, 0, -1)]
 
 
+def test_every_job_of_a_group_message_is_seen_as_held(redis_settings, r, sweeper):
+    jobs = [make_job() for _ in range(3)]
+    for job in jobs:
+        create(redis_settings, job)  # the store writes them one by one here; the group is the message
+    r.delete("cpu")
+    group = jobs_message(make_celery(redis_settings), "cpu", [j.id for j in jobs], time.time())
+    r.lpush("cpu", group.body)
+    hold(r, "cpu")
+    assert set(sweeper.held_messages()) == {j.id for j in jobs}
+    for _ in range(2):
+        assert sweeper.sweep().resent == {}  # held and young: nothing is lost
+
+
 def test_a_message_lost_between_pop_and_unacked_is_sent_again_on_the_second_pass(redis_settings, r, sweeper):
     job = make_job()
     create(redis_settings, job)
@@ -79,7 +97,7 @@ def test_a_message_lost_between_pop_and_unacked_is_sent_again_on_the_second_pass
     assert sweeper.sweep().resent == {job.id: "message_lost"}
     (message,) = r.lrange("cpu", 0, -1)
     headers = json.loads(message)["headers"]
-    assert headers["id"] == job.id and headers["task"] == "mlqueue.predict"
+    assert headers[JOBS] == [job.id] and headers["task"] == "mlqueue.predict_many"
     assert headers[SENT_AT] == pytest.approx(job.created_at)  # keeps its place in the send order
     assert sweeper.sweep().resent == {}  # waiting in the queue again: left alone
 
