@@ -12,7 +12,8 @@ from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 async def read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # ASCII digits, and a length checked before ``int`` (``"²".isdigit()`` is true; 5,000 digits raise)
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
