@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from PIL import Image
 
 from devtools.processes import Stack, running_stack
 from shared.jobs import new_job_id
+from shared.store import deliveries_key
 from tests.api.helpers import SETOSA
 from tests.webhook_receiver import new_secret
 
@@ -302,6 +304,19 @@ def test_a_hostile_request_gets_its_exact_answer(api, method, path, kwargs, stat
     if code is not None:
         assert response.json()["code"] == code, response.text[:500]
         assert len(response.text) < 2000, "an error echoes at most a bounded piece of the input"
+
+
+def test_an_id_that_names_another_key_never_reaches_redis(api, hostile):
+    """``{id}:deliveries`` is the key of a job's webhook log, a list: read as a job hash it was a
+    WRONGTYPE 500 on every route with an id."""
+    job = api.post(IRIS, json={"input": SETOSA}, headers={"Prefer": "wait=30"}).json()
+    delivery = json.dumps({"webhook_id": "msg_1", "event": "job.completed", "attempt": 1, "at": "2026-01-01T00:00:00Z"})
+    redis.Redis.from_url(hostile.redis.url).rpush(deliveries_key(job["id"]), delivery)
+    for method, suffix in (("GET", ""), ("GET", "/results"), ("GET", "/events"), ("POST", "/cancel")):
+        response = api.request(method, f"/v1/jobs/{job['id']}:deliveries{suffix}")
+        ANSWERED.append(response.status_code)
+        assert response.status_code == 404 and response.json()["code"] == "job_not_found", (suffix, response.text)
+    assert api.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
 
 
 def test_after_the_corpus_nothing_answered_5xx_and_a_normal_job_succeeds(api):

@@ -116,3 +116,23 @@ def test_parsing_and_the_key_command():
     printed_key = out.split("keep it secret):")[1].split()[0]
     entry = out.strip().splitlines()[-1].strip()
     assert printed_key.startswith("mlq_ops_") and entry.startswith("ops=") and entry.endswith(":admin")
+
+
+def test_a_read_key_is_a_read_only_view_over_every_job(secured):
+    """A ``read`` key without ``submit`` could create no job and saw only its own: it saw nothing.
+    It now reads and lists every key's jobs, and still cannot cancel, reload or create."""
+    with as_(secured, "alice") as alice, as_(secured, "reader") as reader:
+        job = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=10"}).json()
+        read = reader.get(f"/v1/jobs/{job['id']}")
+        assert read.status_code == 200 and read.json()["output"]["label"] == "setosa"
+        assert job["id"] in [j["id"] for j in reader.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
+        with reader.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
+            assert events.status_code == 200
+        queued = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}).json()
+        for path in (
+            f"/v1/jobs/{queued['id']}/cancel",
+            "/v1/models/iris/reload",
+            f"/v1/jobs/{job['id']}/webhook/redeliver",
+        ):
+            response = reader.post(path)
+            assert response.status_code == 403 and response.json()["code"] == "insufficient_scope", path
