@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from api.decoding import PixelBudget
 from api.events import JobEvents
 from api.fleet import Fleet
+from api.group_commit import GroupCommit
 from shared.batch_store import AsyncBatchStore
 from shared.manifests import ModelRepository
 from shared.settings import Settings
@@ -31,6 +32,7 @@ class ApiState:
     api_keys: dict[str, Any]  # sha256 → api.security.ApiKey
     limiter: Any  # api.ratelimit.RateLimiter
     pixel_budget: PixelBudget
+    groups: GroupCommit  # single jobs are written through it, with those submitted at the same time
 
 
 def state_of(request: Request) -> ApiState:

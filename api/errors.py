@@ -27,7 +27,10 @@ async def _mlqueue_error(request: Request, exc: MlqueueError) -> JSONResponse:
         return JSONResponse(
             {"id": job_id, "status": "expired", "detail": exc.detail, "code": exc.code}, status_code=exc.status_code
         )
-    return error_response(exc.status_code, exc.detail, exc.code, exc.headers or None)
+    headers = exc.headers
+    if exc.status_code == 503 and "Retry-After" not in headers:  # every 503 says when to come back
+        headers = {**headers, "Retry-After": "1"}
+    return error_response(exc.status_code, exc.detail, exc.code, headers or None)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,6 +5,7 @@ Submissions read it for every job, so it is cached for a second; readiness reads
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -25,6 +26,11 @@ class Fleet:
         self.max_age_s = max_age_s
         self._workers: list[dict[str, Any]] = []
         self._read_at = -1e9
+
+    @property
+    def retry_after(self) -> dict[str, str]:
+        """A model's load state reaches the API with the next heartbeat: worth asking again then."""
+        return {"Retry-After": str(max(1, math.ceil(self.heartbeat_interval_s)))}
 
     async def workers(self, fresh: bool = False) -> list[dict[str, Any]]:
         if fresh or time.monotonic() - self._read_at > self.max_age_s:
@@ -67,10 +73,16 @@ class Fleet:
         if pinned is not None:
             if pinned not in loaded:
                 raise Unavailable(
-                    f"model {name} v{pinned} is not loaded on any live worker{why}", code="model_version_unavailable"
+                    f"model {name} v{pinned} is not loaded on any live worker{why}",
+                    code="model_version_unavailable",
+                    headers=self.retry_after,
                 )
             return manifest
         servable = sorted(v for v in loaded if v in repository.models().get(name, {}))
         if not servable:
-            raise Unavailable(f"model {name} is not loaded on any live worker{why}", code="model_unavailable")
+            raise Unavailable(
+                f"model {name} is not loaded on any live worker{why}",
+                code="model_unavailable",
+                headers=self.retry_after,
+            )
         return repository.get(name, servable[-1])

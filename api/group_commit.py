@@ -60,7 +60,7 @@ class GroupCommit:
                 group, pending.jobs = pending.jobs[: self.max_group], pending.jobs[self.max_group :]
                 try:
                     await self._commit(queue, group)
-                except Exception as exc:  # each request answers it (a 503 for a Redis outage)
+                except Exception as exc:  # noqa: BLE001 - each request raises it (a 503 for a Redis outage)
                     for _, _, done in group:
                         if not done.done():
                             done.set_exception(exc)

@@ -11,8 +11,8 @@ import anyio
 
 from api.deps import ApiState
 from api.security import Principal
-from shared.errors import Conflict, NotFound
-from shared.jobs import Job, WebhookEvent, deadline_transition
+from shared.errors import Conflict, Gone, NotFound
+from shared.jobs import Job, WebhookEvent, deadline_transition, is_job_id
 from shared.webhook_events import send_event
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,17 @@ async def notify(state: ApiState, job: Job, event: WebhookEvent) -> str | None:
 
 async def read_job(state: ApiState, job_id: str, principal: Principal | None = None) -> Job:
     """The job, with its Cancel-After deadline applied if it has passed (no worker may be around to
-    do it: a job nobody started must still read ``aborted``). Another key's job is a 404."""
-    job = await state.store.get(job_id)
+    do it: a job nobody started must still read ``aborted``). Another key's job is a 404, expired
+    or not: its tombstone names its owner. Every route with a job id comes through here, so an id
+    that is not one (``X:deliveries``, ``../``) is a 404 before it reaches a Redis key."""
+    if not is_job_id(job_id):
+        raise NotFound(f"no job with id {job_id[:40]!r}", code="job_not_found")
+    try:
+        job = await state.store.get(job_id)
+    except Gone as exc:
+        if principal is not None and not principal.can_see_owner(exc.owner):
+            raise NotFound(f"no job with id {job_id}", code="job_not_found") from None
+        raise
     if principal is not None and not principal.can_see(job):
         raise NotFound(f"no job with id {job_id}", code="job_not_found")
     change = deadline_transition(job, time.time())

@@ -13,6 +13,7 @@ from api.deps import ApiState
 from api.errors import install_error_handlers
 from api.events import JobEvents
 from api.fleet import Fleet
+from api.group_commit import GroupCommit
 from api.metrics import install_metrics
 from api.openapi import install_openapi
 from api.ratelimit import Limit, RateLimiter
@@ -47,18 +48,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = async_redis_client(settings)
         binary = async_redis_client(settings, decode_responses=False)
         events = JobEvents(async_redis_client(settings, max_connections=4))
+        store = AsyncJobStore(client, settings)
+        publisher = make_celery(settings, publisher=True)
         state = ApiState(
             settings=settings,
             redis=client,
-            store=AsyncJobStore(client, settings),
+            store=store,
             events=events,
             repository=ModelRepository(settings.models_dir),
-            publisher=make_celery(settings, publisher=True),
+            publisher=publisher,
             fleet=Fleet(client, settings.heartbeat_interval_s),
             batches=AsyncBatchStore(client, binary, settings.job_ttl_s),
             api_keys=api_keys,
             limiter=RateLimiter(client, limits),
             pixel_budget=PixelBudget(settings.decode_pixel_budget),
+            groups=GroupCommit(store, publisher),
         )
         if not api_keys:
             log.warning("auth.disabled: no MLQUEUE_API_KEYS configured; anyone who can reach the API can use it")

@@ -2,7 +2,8 @@
 
 Keys look like ``mlq_<name>_<secret>``; the server stores only their sha256 (``MLQUEUE_API_KEYS``).
 Scopes: ``submit`` (create and cancel jobs), ``read`` (read jobs and models), ``admin`` (everything,
-any key's jobs, reload, webhook redelivery). A key sees only the jobs it created; an admin sees all.
+any key's jobs, reload, webhook redelivery). A key with ``submit`` sees only the jobs it created; an
+admin, and a ``read`` key without ``submit`` (a read-only view), see all.
 """
 
 from __future__ import annotations
@@ -49,10 +50,20 @@ class Principal:
 
     @property
     def can_see_all(self) -> bool:
-        return self.key is None or Scope.ADMIN in self.key.scopes
+        """Admins, and read-only keys (``read`` without ``submit``): a view over every job, for
+        dashboards and support, that can change nothing (cancel needs ``submit``, reload ``admin``)."""
+        if self.key is None:
+            return True
+        scopes = self.key.scopes
+        return Scope.ADMIN in scopes or (Scope.READ in scopes and Scope.SUBMIT not in scopes)
 
     def can_see(self, job: Job) -> bool:
-        return self.can_see_all or job.owner == self.key.name
+        return self.can_see_owner(job.owner)
+
+    def can_see_owner(self, owner: str | None) -> bool:
+        """Whether a job created by ``owner`` is visible (live, or expired: the same rule, so a 410
+        never tells another key that an id exists)."""
+        return self.can_see_all or (self.key is not None and owner == self.key.name)
 
 
 def hash_key(key: str) -> str:

@@ -27,10 +27,11 @@ from api.metrics import record_job_created
 from shared import cache
 from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
-from shared.celery_messages import chunk_message, jobs_message
+from shared.celery_messages import chunk_message
 from shared.durations import parse_duration
-from shared.errors import BadRequest, InvalidInput, MlqueueError, Unavailable, UnsupportedMediaType
+from shared.errors import BadRequest, InvalidInput, MlqueueError, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.jobs import (
+    VERSION_MAX,
     BatchCreate,
     Job,
     JobCreate,
@@ -38,6 +39,7 @@ from shared.jobs import (
     JobMetrics,
     JobProgress,
     JobStatus,
+    SubmitOptions,
     WebhookEvent,
     WebhookSpec,
     new_job_id,
@@ -45,10 +47,13 @@ from shared.jobs import (
 from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.ssrf import check_url
+from shared.store import NewJob
 
 log = logging.getLogger(__name__)
 
-_WAIT_RE = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+)")
+# RFC 7240 ``wait=N``: ASCII digits only (``\d`` takes other scripts' digits), at most 6 of them
+# (Python's ``int`` refuses 4,300+ digits), as a whole token: ``wait=1e9`` is not ``wait=1``.
+_WAIT_RE = re.compile(r'(?:^|[,;\s])wait\s*=\s*("?)([0-9]{1,6})\1\s*(?:$|[,;])')
 RESOLVE_TIMEOUT_S = 5.0
 FORM_FIELDS = {"version", "webhook", "webhook_events_filter"}
 
@@ -82,12 +87,31 @@ class Options:
 
 
 def parse_prefer_wait(header: str | None, max_wait_s: int) -> int:
-    """``Prefer: wait=N`` (RFC 7240), clamped to the configured maximum; absent or malformed = 0."""
+    """``Prefer: wait=N`` (RFC 7240), clamped to the configured maximum. A preference the server
+    cannot read (``wait=1e9``, ``wait=-1``, 7+ digits) is ignored, as RFC 7240 says: 0, no wait."""
     match = _WAIT_RE.search(header or "")
-    return min(int(match.group(1)), max_wait_s) if match else 0
+    return min(int(match.group(2)), max_wait_s) if match else 0
 
 
-def parse_cancel_after(header: str | None) -> float | None:
+IDEMPOTENCY_KEY_MAX = 255
+_IDEMPOTENCY_KEY_RE = re.compile(rf"[\x21-\x7e][\x20-\x7e]{{0,{IDEMPOTENCY_KEY_MAX - 1}}}")
+
+
+def parse_idempotency_key(header: str | None) -> str | None:
+    """``Idempotency-Key``: 1 to 255 printable ASCII characters (it becomes part of a Redis key and
+    is compared byte for byte, so what a client means by it must be what it sent). 400 otherwise."""
+    if header is None:
+        return None
+    if not _IDEMPOTENCY_KEY_RE.fullmatch(header):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters", code="invalid_header"
+        )
+    return header
+
+
+def parse_cancel_after(header: str | None, max_s: float) -> float | None:
+    """``Cancel-After`` in seconds, at most ``max_s`` (the job TTL: a deadline past the job's own
+    expiry means nothing, and an unbounded one overflows a date). 400 otherwise, nothing written."""
     if header is None:
         return None
     try:
@@ -96,6 +120,8 @@ def parse_cancel_after(header: str | None) -> float | None:
         raise BadRequest(f"Cancel-After: {exc}", code="invalid_header") from exc
     if seconds <= 0:
         raise BadRequest("Cancel-After must be positive", code="invalid_header")
+    if seconds > max_s:
+        raise BadRequest(f"Cancel-After must be at most {max_s:g}s (the job retention)", code="invalid_header")
     return seconds
 
 
@@ -117,12 +143,7 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
 def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code="invalid_request")
-    try:
-        request = schema.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request") from exc
+    request = _validated(schema, body)
     return Submission(
         version=request.version,
         input=getattr(request, "input", None),
@@ -132,6 +153,23 @@ def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
     )
 
 
+def _validated(schema: type[SubmitOptions], data: dict[str, Any]) -> SubmitOptions:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request") from exc
+
+
+def parse_version(text: str) -> int:
+    """A form's ``version``: ASCII digits only (``str.isdigit`` takes ``²``, which ``int`` refuses),
+    a bounded number of them; the model then bounds the value, as for JSON."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(VERSION_MAX))):
+        raise InvalidInput(f"version must be an integer from 1 to {VERSION_MAX}", code="invalid_request")
+    return int(text)
+
+
 def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], file_field: str) -> Submission:
     if not uploads:
         raise InvalidInput(
@@ -139,18 +177,18 @@ def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], f
         )
     unknown = sorted(set(fields) - FORM_FIELDS)
     if unknown:
-        raise InvalidInput(f"unknown form fields: {', '.join(unknown)}", code="invalid_request")
-    version = fields.get("version")
-    if version is not None and not (version.isdigit() and int(version) >= 1):
-        raise InvalidInput("version must be a positive integer", code="invalid_request")
-    events = None
+        raise InvalidInput(f"unknown form fields: {', '.join(u[:50] for u in unknown)}", code="invalid_request")
+    data: dict[str, Any] = {k: v for k, v in fields.items() if k == "webhook"}
+    if "version" in fields:
+        data["version"] = parse_version(fields["version"])
     if "webhook_events_filter" in fields:
-        try:
-            events = [WebhookEvent(e.strip()) for e in fields["webhook_events_filter"].split(",") if e.strip()]
-        except ValueError as exc:
-            raise InvalidInput(f"webhook_events_filter: {exc}", code="invalid_request") from exc
+        data["webhook_events_filter"] = [e.strip() for e in fields["webhook_events_filter"].split(",") if e.strip()]
+    options = _validated(SubmitOptions, data)
     return Submission(
-        version=int(version) if version else None, images=uploads, webhook=fields.get("webhook"), webhook_events=events
+        version=options.version,
+        images=uploads,
+        webhook=options.webhook,
+        webhook_events=options.webhook_events_filter,
     )
 
 
@@ -236,10 +274,14 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if output is not None:
             return await create_cached(state, job, output, options)
         job.cache_key = key
-    messages = [jobs_message(state.publisher, job.queue, [job.id], job.created_at, request_headers())]
     with state.events.subscribe(job.id) as events:  # before the job exists: no event can be missed
-        job, created = await state.store.create(job, job_input, options.idempotency_scope, blob=blob, messages=messages)
-        if created:
+        scope = options.idempotency_scope
+        existing = await state.store.claim_idempotency(job, scope) if scope is not None else None
+        created = existing is None
+        if existing is not None:
+            job = existing
+        else:  # written with the jobs submitted at the same time (api.group_commit)
+            await state.groups.create(NewJob(job, job_input, blob), request_id_var.get())
             log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
             record_job_created(job.model, job.kind.value)
             if options.wait_s:
@@ -275,7 +317,7 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
     one by one by the workers: a bad row fails that item, not the batch."""
     total = len(sub.images) or len(sub.inputs or ())
     if total > state.settings.max_batch_rows:
-        raise InvalidInput(
+        raise PayloadTooLarge(
             f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code="batch_too_large"
         )
     is_image = bool(sub.images)

@@ -79,7 +79,8 @@ class Stack:
             time.sleep(0.2)
 
     def wait_ready(self, timeout_s: float = 120) -> None:
-        """Until /readyz says every model has a live worker."""
+        """Until /readyz says every model has a live worker and no model is still loading (a model
+        that failed to load leaves the stack ``degraded``, which is as ready as it will get)."""
         deadline = time.monotonic() + timeout_s
         last = None
         while time.monotonic() < deadline:
@@ -88,7 +89,8 @@ class Stack:
                     raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)}")
             try:
                 last = httpx.get(f"{self.api_url}/readyz", timeout=2)
-                if last.status_code == 200:
+                models = last.json().get("models", {}) if last.status_code == 200 else {}
+                if last.status_code == 200 and all(m.get("status") != "loading" for m in models.values()):
                     return
             except httpx.HTTPError as exc:
                 last = exc

@@ -62,6 +62,10 @@ class Gone(MlqueueError):
     status_code = 410
     code = "expired"
 
+    def __init__(self, detail: str, *, owner: str | None = None, code: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.owner = owner  # the API key that created the job, from its tombstone: only it sees the 410
+
 
 class RequestTimeout(MlqueueError):
     status_code = 408

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import datetime
 from enum import StrEnum
@@ -198,6 +199,16 @@ def new_job_id(now_s: float | None = None) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
+# The shape ``new_job_id`` makes: 26 Crockford characters, the first at most 7 (128 bits in 130).
+JOB_ID_PATTERN = r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+_JOB_ID_RE = re.compile(JOB_ID_PATTERN)
+
+
+def is_job_id(value: str) -> bool:
+    """Checked at the edge, before an id reaches a Redis key (``X:deliveries`` is another key's name)."""
+    return _JOB_ID_RE.fullmatch(value) is not None
+
+
 def min_job_id_at(epoch_s: float) -> str:
     """The smallest id a job created at ``epoch_s`` can have (for trimming time-ordered indexes)."""
     value = int(epoch_s * 1000) << 80
@@ -218,25 +229,34 @@ def job_id_created_at(job_id: str) -> float | None:
     return ms / 1000
 
 
-class JobCreate(BaseModel):
-    """The JSON body of ``POST /v1/models/{model}/jobs``."""
+# Bounds of the fields every submission carries, JSON body or multipart form alike (one definition).
+VERSION_MAX = 1_000_000
+WEBHOOK_URL_MAX = 2048
+
+
+class SubmitOptions(BaseModel):
+    """The fields a submission carries besides its input; the multipart form is validated by this
+    model too, so both ways of submitting have the same bounds."""
 
     model_config = {"extra": "forbid"}
 
-    input: Any = Field(..., description="A named object of features or a positional array.")
-    version: int | None = Field(None, ge=1, description="Pin a model version; the newest serves otherwise.")
-    webhook: str | None = Field(None, max_length=2048, description="URL called with signed job events.")
+    # strict: ``true``, ``"2"`` and ``2.0`` are not versions
+    version: int | None = Field(
+        None, ge=1, le=VERSION_MAX, strict=True, description="Pin a model version; the newest serves otherwise."
+    )
+    webhook: str | None = Field(None, max_length=WEBHOOK_URL_MAX, description="URL called with signed job events.")
     webhook_events_filter: list[WebhookEvent] | None = Field(
         None, description="Events to send; job.completed is always sent."
     )
 
 
-class BatchCreate(BaseModel):
+class JobCreate(SubmitOptions):
+    """The JSON body of ``POST /v1/models/{model}/jobs``."""
+
+    input: Any = Field(..., description="A named object of features or a positional array.")
+
+
+class BatchCreate(SubmitOptions):
     """The JSON body of ``POST /v1/models/{model}/batches``."""
 
-    model_config = {"extra": "forbid"}
-
     inputs: list[Any] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")
-    version: int | None = Field(None, ge=1)
-    webhook: str | None = Field(None, max_length=2048)
-    webhook_events_filter: list[WebhookEvent] | None = None

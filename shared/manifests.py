@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,9 @@ from shared.queues import Queue
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# What a model name in a path may look like; anything else is a 404 before it reaches a lookup or a key.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 DEFAULT_THRESHOLD = 0.85
 
 
@@ -108,7 +112,9 @@ def validate_features(manifest: ModelManifest, value: Any) -> tuple[list[float],
     if isinstance(value, dict):
         echo = {k: value[k] for k in manifest.input.echo if k in value}
         for k, v in echo.items():
-            if not isinstance(v, str | int) or isinstance(v, bool) or len(str(v)) > 200:
+            # (an int's size is read from its bits: ``str`` of a huge int raises past 4,300 digits)
+            size = len(v) if isinstance(v, str) else v.bit_length() * 30103 // 100000 if isinstance(v, int) else 0
+            if not isinstance(v, str | int) or isinstance(v, bool) or size > 200:
                 raise InvalidInput(f"{k} must be a string or integer of at most 200 characters")
         given = {k: v for k, v in value.items() if k not in echo}
         missing = [n for n in names if n not in given]
@@ -118,7 +124,7 @@ def validate_features(manifest: ModelManifest, value: Any) -> tuple[list[float],
             if missing:
                 parts.append(f"missing {', '.join(missing)}")
             if unknown:
-                parts.append(f"unknown {', '.join(unknown[:10])}")
+                parts.append(f"unknown {', '.join(k[:50] for k in unknown[:10])}")
             raise InvalidInput(f"input for {manifest.name}: {'; '.join(parts)} (expects {', '.join(names)})")
         items = [(n, given[n]) for n in names]
     elif isinstance(value, list):
@@ -137,9 +143,13 @@ def validate_features(manifest: ModelManifest, value: Any) -> tuple[list[float],
             raise InvalidInput(f"{name} must be a finite number, got {v}")
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InvalidInput(f"{name} must be a number, got {type(v).__name__}")
-        if not math.isfinite(v):
+        try:  # an int beyond a float's range (400 digits) raises here, not as infinity
+            number = float(v)
+        except OverflowError:
+            raise InvalidInput(f"{name} must be a finite number, got an integer beyond its range") from None
+        if not math.isfinite(number):
             raise InvalidInput(f"{name} must be a finite number, got {v}")
-        vector.append(float(v))
+        vector.append(number)
     return vector, echo
 
 
@@ -174,9 +184,9 @@ class ModelRepository:
             self._scanned_at = -math.inf
 
     def get(self, name: str, version: int | None = None) -> ModelManifest:
-        versions = self.models().get(name)
+        versions = self.models().get(name) if MODEL_NAME_RE.fullmatch(name) else None
         if not versions:
-            raise NotFound(f"no model named {name!r}", code="model_not_found")
+            raise NotFound(f"no model named {name[:100]!r}", code="model_not_found")
         if version is None:
             return versions[max(versions)]
         if version not in versions:

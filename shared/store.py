@@ -3,7 +3,8 @@
 Layout (every key has a TTL):
     mlqueue:job:{id}        hash; ``status`` raw, every other field JSON; TTL = job TTL
     mlqueue:job:{id}:deliveries  list of webhook delivery attempts (JSON)
-    mlqueue:tomb:{id}       the model name; outlives the job so an old id answers 410, not 404
+    mlqueue:tomb:{id}       JSON {"model", "owner"}; outlives the job so an old id answers 410, not 404
+                            (to its owner: to another key it stays a 404, as the live job was)
     mlqueue:jobs            sorted set of ids, all score 0, so lexical order = creation order
     mlqueue:jobs:m:{model}  the same, per model
     mlqueue:jobs:o:{owner}  the same, per API key
@@ -94,6 +95,20 @@ def has_blob(value: Any) -> bool:
 
 def idem_key(key: str) -> str:
     return f"{PREFIX}:idem:{key}"
+
+
+def tombstone(job: Job) -> str:
+    return json.dumps({"model": job.model, "owner": job.owner})
+
+
+def tombstone_owner(value: str) -> str | None:
+    """The owner a tombstone names; None for one written before tombstones named it (the model name
+    alone), which then answers 410 only to keys that see every job."""
+    with contextlib.suppress(ValueError):
+        data = json.loads(value)
+        if isinstance(data, dict) and isinstance(data.get("owner"), str):
+            return data["owner"]
+    return None
 
 
 # KEYS[1] job; ARGV[1] "|allowed|from|", ARGV[2] channel, ARGV[3] event, ARGV[4..] field, value...
@@ -250,7 +265,7 @@ class AsyncJobStore:
                 fields["input"] = json.dumps(job_input, allow_nan=False)
                 pipe.hset(job_key(job.id), mapping=fields)
                 pipe.expire(job_key(job.id), s.job_ttl_s)
-                pipe.set(tomb_key(job.id), job.model, ex=s.job_ttl_s + s.tombstone_ttl_s)
+                pipe.set(tomb_key(job.id), tombstone(job), ex=s.job_ttl_s + s.tombstone_ttl_s)
                 for index in (INDEX_ALL, model_index(job.model), *([owner_index(job.owner)] if job.owner else [])):
                     pipe.zadd(index, {job.id: 0})
                     indexes.add(index)
@@ -283,8 +298,9 @@ class AsyncJobStore:
             raw, deliveries = await pipe.execute()
         if raw:
             return decode_job(raw, deliveries)
-        if await self.r.exists(tomb_key(job_id)):
-            raise Gone(f"job {job_id} has expired")
+        tomb = await self.r.get(tomb_key(job_id))
+        if tomb is not None:
+            raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
         raise NotFound(f"no job with id {job_id}", code="job_not_found")
 
     async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:

@@ -1,6 +1,7 @@
 """Running one chunk of a batch job: validate each row, one forward pass, record results in order.
 
-A bad row fails that item, not the batch. A chunk redelivered after a crash is counted once (the
+A bad row fails that item, not the batch: any exception while preparing a row becomes that row's
+error, so a batch always finishes. A chunk redelivered after a crash is counted once (the
 chunk-done set), and chunks of a canceled batch do not run.
 """
 
@@ -86,7 +87,12 @@ def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> Lines | None
     when it does not apply, and the rows go the general way, which names each bad row."""
     predictor = model.predictor
     prepare_many, predict_json = getattr(predictor, "prepare_many", None), getattr(predictor, "predict_json", None)
-    prepared = prepare_many(rows) if prepare_many is not None and predict_json is not None else None
+    if prepare_many is None or predict_json is None:
+        return None
+    try:
+        prepared = prepare_many(rows)
+    except Exception:  # noqa: BLE001 - a row it cannot read (an int beyond a float): the general path names it
+        return None
     if prepared is None:
         return None
     try:
@@ -118,6 +124,9 @@ def predict_rows(
             positions.append(i)
         except MlqueueError as exc:
             results[i] = failed(exc.code, exc.detail)
+        except Exception as exc:  # whatever one row holds, it fails that item and the batch still finishes
+            log.warning("batch.row_unreadable index=%s", i, exc_info=True)
+            results[i] = failed("invalid_input", f"the item could not be read: {type(exc).__name__}")
     outputs, predict_ms = model.batcher.run_many(prepared) if prepared else ([], 0.0)
     for i, output in zip(positions, outputs, strict=True):
         if isinstance(output, BaseException):

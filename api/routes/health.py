@@ -27,7 +27,9 @@ NOT_READY = {
 
 @router.get("/readyz", responses={503: NOT_READY})
 async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
-    """Readiness: Redis answers, and every model has a live worker on the queue it would use."""
+    """Readiness: Redis answers and every queue that has models has a live worker (503 otherwise).
+    A model no live worker has loaded is reported in ``degraded`` (200): its own jobs answer 503
+    ``model_unavailable``, but it must not take a replica serving the other models out of service."""
     try:
         await state.redis.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
@@ -35,17 +37,18 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
         return {"status": "unavailable", "redis": f"unreachable: {exc}", "problems": ["redis unreachable"]}
     workers = await state.fleet.workers(fresh=True)
     consumers = await state.fleet.consumers()
-    problems = []
+    problems: list[str] = []
+    models: dict[str, dict[str, Any]] = {}
     for name, versions in sorted(state.repository.models().items()):
         queue = versions[max(versions)].queue
         if queue == Queue.GPU and not consumers.get(Queue.GPU):
             queue = Queue.CPU  # gpu models fall back to CPU workers
         if not consumers.get(queue):
             problems.append(f"no live worker consumes queue {queue.value} (model {name})")
-        elif not any(
-            info.get("status") == "loaded" for w in workers for info in w.get("models", {}).get(name, {}).values()
-        ):
-            problems.append(f"model {name} is not loaded on any live worker")
+            models[name] = {"status": "no_worker", "queue": queue.value}
+        else:
+            models[name] = model_readiness(name, workers)
+    degraded = sorted(name for name, m in models.items() if m["status"] != "ready")
     # Deliveries piling up do not stop predictions, so they warn rather than fail readiness.
     warnings = []
     if state.settings.webhook_secret and not consumers.get(Queue.WEBHOOKS):
@@ -53,9 +56,23 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     if problems:
         response.status_code = 503
     return {
-        "status": "unavailable" if problems else "ready",
+        "status": "unavailable" if problems else "degraded" if degraded else "ready",
         "redis": "ok",
         "queues": consumers,
+        "models": models,
+        "degraded": degraded,
         "problems": problems,
         "warnings": warnings,
     }
+
+
+def model_readiness(name: str, workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """``ready`` when some live worker has a version loaded, else ``loading`` (one is on its way)
+    or ``failed`` (with the workers' load errors)."""
+    states = [(w["hostname"], v, info) for w in workers for v, info in w.get("models", {}).get(name, {}).items()]
+    if any(info.get("status") == "loaded" for _, _, info in states):
+        return {"status": "ready"}
+    if any(info.get("status") == "loading" for _, _, info in states):
+        return {"status": "loading"}
+    errors = {f"v{v}@{host}": info.get("error", "failed") for host, v, info in states}
+    return {"status": "failed", "errors": errors or {"-": "not loaded on any live worker"}}

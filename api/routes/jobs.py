@@ -15,12 +15,14 @@ from api.lifecycle import redeliver
 from api.openapi import body_ref, error_responses
 from api.security import Principal, Scope, authorize
 from api.streams import job_event_stream, results_page, results_stream
-from api.submission import Options, parse_cancel_after, parse_prefer_wait, read_submission
+from api.submission import Options, parse_cancel_after, parse_idempotency_key, parse_prefer_wait, read_submission
 from api.submission import create_job as submit
 from shared.durations import DURATION_PATTERN
-from shared.jobs import Job, JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.jobs import JOB_ID_PATTERN, Job, JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.manifests import MODEL_NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+MAX_RESULTS_OFFSET = 10**9  # above any batch (max_batch_rows); a bigger int never reaches Redis
 
 
 def upload_body(file_field: str, json_model: type[BaseModel], many: bool) -> dict[str, Any]:
@@ -52,8 +54,8 @@ def options_from(
     state: StateDep, principal: Principal, prefer: str | None, idempotency_key: str | None, cancel_after: str | None
 ) -> Options:
     return Options(
-        idempotency_key,
-        parse_cancel_after(cancel_after),
+        parse_idempotency_key(idempotency_key),
+        parse_cancel_after(cancel_after, state.settings.job_ttl_s),
         principal.owner,
         parse_prefer_wait(prefer, state.settings.max_wait_s),
     )
@@ -73,7 +75,7 @@ def respond(job_and_created: tuple[Job, bool], response: Response, options: Opti
 
 
 PreferHeader = Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result")]
-IdempotencyHeader = Annotated[str | None, Header(max_length=255)]
+IdempotencyHeader = Annotated[str | None, Header(description="1 to 255 printable ASCII characters")]
 # The pattern documents the format only: ``parse_cancel_after`` checks it and answers 400 (not 422).
 CancelAfterHeader = Annotated[
     str | None,
@@ -128,9 +130,9 @@ async def list_jobs(
     state: StateDep,
     principal: Reader,
     status: JobStatus | None = None,
-    model: Annotated[str | None, Query(max_length=100)] = None,
+    model: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9A-Z]+$")] = None,
+    cursor: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="a job id: `next_cursor`")] = None,
 ) -> JobsPublic:
     """List jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     owner = None if principal.can_see_all else principal.owner
@@ -153,7 +155,7 @@ async def read_results(
     request: Request,
     state: StateDep,
     principal: Reader,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_RESULTS_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """A batch's results in input order, paged; `Accept: application/x-ndjson` streams all of them."""

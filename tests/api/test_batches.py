@@ -72,6 +72,29 @@ def test_non_finite_numbers_fail_their_row_by_name(client):
     ]
 
 
+@pytest.mark.parametrize("named", [False, True])
+def test_a_row_no_float_can_hold_fails_alone_and_the_batch_finishes(client, named):
+    """A 400-digit integer raised OverflowError in the worker, outside its row's error handling:
+    the chunk died and the batch stayed ``running`` forever, its event stream never ending. (All
+    rows positional take the fast path, which raised; a named row goes the row-by-row way.)"""
+    huge = "9" * 400
+    bad = f'{{"sepal_length": 5.1, "sepal_width": {huge}, "petal_length": 1.4, "petal_width": 0.2}}'
+    rows = ["[5.1, 3.5, 1.4, 0.2]", bad if named else f"[{huge}, 3.5, 1.4, 0.2]", "[6.7, 3.0, 5.2, 2.3]"]
+    response = client.post(
+        "/v1/models/iris/batches",
+        content='{"inputs": [' + ", ".join(rows) + "]}",
+        headers={"content-type": "application/json", "Prefer": "wait=30"},
+    )
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["status"] == "succeeded" and job["progress"] == {"total": 3, "done": 3, "failed": 1}
+    items = client.get(job["urls"]["results"]).json()["results"]
+    assert [item["status"] for item in items] == ["succeeded", "failed", "succeeded"]
+    assert items[1]["error"]["code"] == "invalid_input" and "finite number" in items[1]["error"]["message"]
+    with client.stream("GET", job["urls"]["events"]) as events:  # ends: the job is terminal
+        assert '"status":"succeeded"' in "".join(events.iter_text()).replace(" ", "")
+
+
 def test_a_batch_answers_exactly_what_single_jobs_answer(client):
     rows = [list(map(float, IRIS.data[i])) for i in (0, 60, 120, 75)]
     job = batch(client, rows, Prefer="wait=30").json()
@@ -138,7 +161,7 @@ def test_too_many_rows_is_refused(stack):
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
         rows = [[1.0, 2.0, 3.0, 4.0]] * 100_001
         response = client.post("/v1/models/iris/batches", json={"inputs": rows})
-        assert response.status_code == 422 and response.json()["code"] == "batch_too_large"
+        assert response.status_code == 413 and response.json()["code"] == "batch_too_large"
 
 
 def test_idempotent_batches(client):

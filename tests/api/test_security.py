@@ -131,3 +131,23 @@ def test_failed_authentications_are_rate_limited_per_address_and_valid_keys_stil
     assert limited.json()["code"] == "auth_rate_limited" and int(limited.headers["retry-after"]) >= 1
     with as_(secured, "alice") as alice:  # only failures count: a valid key from the same address is served
         assert alice.get("/v1/jobs").status_code == 200
+
+
+def test_a_read_key_is_a_read_only_view_over_every_job(secured):
+    """A ``read`` key without ``submit`` could create no job and saw only its own: it saw nothing.
+    It now reads and lists every key's jobs, and still cannot cancel, reload or create."""
+    with as_(secured, "alice") as alice, as_(secured, "reader") as reader:
+        job = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=10"}).json()
+        read = reader.get(f"/v1/jobs/{job['id']}")
+        assert read.status_code == 200 and read.json()["output"]["label"] == "setosa"
+        assert job["id"] in [j["id"] for j in reader.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
+        with reader.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
+            assert events.status_code == 200
+        queued = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}).json()
+        for path in (
+            f"/v1/jobs/{queued['id']}/cancel",
+            "/v1/models/iris/reload",
+            f"/v1/jobs/{job['id']}/webhook/redeliver",
+        ):
+            response = reader.post(path)
+            assert response.status_code == 403 and response.json()["code"] == "insufficient_scope", path
