@@ -867,7 +867,10 @@ def render(results: dict[str, Any]) -> str:
             "-" * WIDTH,
         ]
     for r in costs:
-        cpu = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("cpu_ms_per_job") or {}).items())
+        # per row of a batch the numbers are tiny: keep three significant digits there
+        cpu = ", ".join(
+            f"{k} {v:.2f}" if v >= 0.1 else f"{k} {v:.3g}" for k, v in (r.get("cpu_ms_per_job") or {}).items()
+        )
         stages = ", ".join(f"{k} {v['p50_ms']:.1f}" for k, v in (r.get("breakdown_ms") or {}).items())
         lines.append(f"{r['workload'] + ' / ' + r['system']:<40} cpu: {cpu}" + (f"  | {stages}" if stages else ""))
     for key, prof in (results.get("profiles") or {}).items():

@@ -1,6 +1,7 @@
 """The benchmark's pieces in a tiny configuration: percentiles, target evaluation, the report, the
-load generator's HTTP client, and the naive baseline answering an iris job end to end. Nothing here
-asserts performance: the numbers are only printed by ``make bench``."""
+inputs (pairwise distinct, handed out without repeats), the load generator split over processes and
+its merged results, the CPU-per-job arithmetic, and the naive baseline answering an iris job end to
+end. Nothing here asserts performance: the numbers are only printed by ``make bench``."""
 
 from __future__ import annotations
 
