@@ -275,17 +275,18 @@ def mlqueue_stack(tmp: Path, workers: int = 1, **overrides: str) -> Iterator[Sta
             stack.start_worker("worker" if k == 0 else f"worker{k + 1}")
         stack.start_api()
         stack.wait_ready(timeout_s=180)
-        if workers > 1:  # ready means one live worker per model: wait for all of them
+        if workers > 1:  # ready means one live worker per model: wait until all of them have loaded it
             stack.wait_for(lambda: live_workers(stack.api_url) >= workers, timeout_s=180)
         yield stack
     finally:
         stack.stop_all()
 
 
-def live_workers(api_url: str) -> int:
-    with contextlib.suppress(httpx.HTTPError, ValueError):
-        queues = httpx.get(f"{api_url}/readyz", timeout=2).json().get("queues") or {}
-        return max((len(hosts) for hosts in queues.values()), default=0)
+def live_workers(api_url: str, model: str = "iris") -> int:
+    """How many live workers have ``model`` loaded (``GET /v1/models/{model}``: ``loaded_on``)."""
+    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, IndexError):
+        versions = httpx.get(f"{api_url}/v1/models/{model}", timeout=2).json()["versions"]
+        return len(versions[0]["loaded_on"])
     return 0
 
 
@@ -495,7 +496,8 @@ class Bench:
         err = f", {row['errors']} errors" if row.get("errors") else ""
         srv = (row.get("cpu_ms_per_job") or {}).get("server")
         srv_text = f"  server {srv:.2f} CPU-ms/job" if srv is not None and server else ""
-        say(f"  {workload:<24} {system:<18} {rate:>10,.1f}/s  p50 {p50} ms  p99 {p99} ms{srv_text}{err}")
+        latency = f"  p50 {p50} ms  p99 {p99} ms" if p50 is not None else ""
+        say(f"  {workload:<24} {system:<18} {rate:>10,.1f}/s{latency}{srv_text}{err}")
         if cpu and cpu.get("other", 0) > 0.1 * max(row.get("elapsed_s") or 0, 1e-9) * (os.cpu_count() or 1):
             note = f"{workload} / {system}: other processes used {cpu['other']} CPU-s during it (a busy machine)"
             self.notes.append(note)
