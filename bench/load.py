@@ -1,6 +1,7 @@
-"""The load generator: one asyncio process, HTTP/1.1 keep-alive connections (``bench.http``), a fixed
-number of requests in flight (a closed loop: each of ``concurrency`` workers sends its next request
-when its last one is answered). Request bodies are built before the clock starts."""
+"""The load generator: asyncio, HTTP/1.1 keep-alive connections (``bench.http``), a fixed number of
+requests in flight (a closed loop: each of ``concurrency`` workers sends its next request when its
+last one is answered). Request bodies are built before the clock starts. A workload is a picklable
+``Spec`` so ``bench.clients`` can split it over several processes and ``merge`` their parts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -45,10 +47,18 @@ class Failed(Exception):
 
 async def closed_loop(call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float) -> dict[str, Any]:
     """Run ``call(i)`` for i in 0..n-1 with ``concurrency`` in flight, stopping early after ``max_s``."""
+    return merge([await closed_loop_part(call, n, concurrency, max_s)], n, concurrency)
+
+
+async def closed_loop_part(
+    call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float
+) -> dict[str, Any]:
+    """The closed loop's raw outcome (latencies in s, errors, its monotonic start and end, its CPU
+    seconds): what one load-generator process sends back to be merged with the others'."""
     latencies: list[float] = []
     errors: list[str] = []
     next_index = 0
-    started = time.perf_counter()
+    started = time.perf_counter()  # CLOCK_MONOTONIC: one clock for every process of the machine
     deadline = started + max_s
     last_done = started
 
@@ -68,17 +78,106 @@ async def closed_loop(call: Callable[[int], Awaitable[None]], n: int, concurrenc
 
     cpu0 = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = last_done - started
+    return {
+        "latencies": latencies,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "started": started,
+        "last_done": last_done,
+        "sent": next_index,
+        "requested": n,
+        "cpu_s": time.process_time() - cpu0,
+    }
+
+
+def merge(parts: Sequence[dict[str, Any]], n: int, concurrency: int) -> dict[str, Any]:
+    """One workload's summary from the parts of every load-generator process: latencies pooled,
+    counts and errors summed, the elapsed time from the first start to the last answer (one clock),
+    the client's CPU summed, and the busiest client process's share of a core over the run."""
+    latencies = [x for p in parts for x in p["latencies"]]
+    elapsed = max(p["last_done"] for p in parts) - min(p["started"] for p in parts)
+    cpu = [p["cpu_s"] for p in parts]
+    busiest = max((c / max(p["last_done"] - p["started"], 1e-9) for c, p in zip(cpu, parts, strict=True)), default=0)
     return summarize(
         latencies,
         elapsed,
-        errors=len(errors),
+        errors=sum(p["errors"] for p in parts),
         concurrency=concurrency,
         requested=n,
-        stopped_early=next_index < n,
-        client_cpu_s=round(time.process_time() - cpu0, 2),
-        first_errors=errors[:3],
+        stopped_early=sum(p["sent"] for p in parts) < n,
+        client_procs=len(parts),
+        client_cpu_s=round(sum(cpu), 3),
+        client_busiest_pct=round(100 * busiest, 1),
+        first_errors=[e for p in parts for e in p["first_errors"]][:3],
     )
+
+
+# --- what a workload sends: a picklable description, turned into a call in each client process ----
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One workload's requests: ``kind`` (mlqueue, naive, bento, get), the path, and a prebuilt body
+    per job (``bodies[i]`` for job i: distinct inputs; ``cycle``: reuse them, the cache workload)."""
+
+    kind: str
+    path: str
+    bodies: tuple[tuple[bytes, dict[str, str]], ...] = ()
+    cycle: bool = False
+    poll_s: float = 0.05  # naive: how often its clients ask for the result
+    expect_cached: bool = False  # mlqueue: the answer must come from the result cache
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    def split(self, sizes: Sequence[int]) -> list[Spec]:
+        """Consecutive slices of the bodies, one per client process (``cycle``/bodiless: shared)."""
+        if self.cycle or not self.bodies:
+            return [self for _ in sizes]
+        out, at = [], 0
+        for size in sizes:
+            out.append(replace(self, bodies=self.bodies[at : at + size]))
+            at += size
+        return out
+
+
+def make_call(http: HttpClient, spec: Spec, timeline: Timeline | None = None) -> Callable[[int], Awaitable[None]]:
+    bodies = spec.bodies
+
+    def body(i: int) -> tuple[bytes, dict[str, str]]:
+        return bodies[i % len(bodies)] if spec.cycle else bodies[i]  # IndexError: fewer bodies than jobs
+
+    if spec.kind == "mlqueue":
+
+        async def call(i: int) -> None:
+            content, headers = body(i)
+            sent = time.time()
+            r = await http.post(spec.path, content=content, headers=headers)
+            received = time.time()
+            job = check_finished(r, spec.expect_cached)
+            if timeline is not None:
+                timeline.add(sent, received, job)
+
+    elif spec.kind == "naive":
+
+        async def call(i: int) -> None:
+            content, headers = body(i)
+            await naive_once(http, spec.path, content, headers, spec.poll_s)
+
+    elif spec.kind in ("bento", "get"):
+
+        async def call(i: int) -> None:
+            if spec.kind == "get":
+                r = await http.get(spec.path)
+            else:
+                content, headers = body(i)
+                r = await http.post(spec.path, content=content, headers=headers)
+            if r.status_code != 200:
+                raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
+
+    else:
+        raise ValueError(f"unknown workload kind {spec.kind!r}")
+    return call
 
 
 # --- mlqueue ----------------------------------------------------------------------------------
@@ -114,43 +213,20 @@ def _epoch(stamp: Any) -> float | None:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def mlqueue_json_job(
-    http: HttpClient,
-    model: str,
-    rows: Sequence[Any],
-    wait_s: int,
-    expect_cached: bool = False,
-    timeline: Timeline | None = None,
-):
-    bodies = [json.dumps({"input": row}).encode() for row in rows]
+def mlqueue_json(
+    model: str, rows: Sequence[Any], wait_s: int, expect_cached: bool = False, cycle: bool = False
+) -> Spec:
     headers = {**JSON, "prefer": f"wait={wait_s}"}
-
-    async def call(i: int) -> None:
-        sent = time.time()
-        r = await http.post(f"/v1/models/{model}/jobs", content=bodies[i % len(bodies)], headers=headers)
-        received = time.time()
-        job = check_finished(r, expect_cached)
-        if timeline is not None:
-            timeline.add(sent, received, job)
-
-    return call
+    bodies = tuple((json.dumps({"input": row}).encode(), headers) for row in rows)
+    return Spec("mlqueue", f"/v1/models/{model}/jobs", bodies, cycle=cycle, expect_cached=expect_cached)
 
 
-def mlqueue_image_job(
-    http: HttpClient, model: str, pngs: Sequence[bytes], wait_s: int, timeline: Timeline | None = None
-):
-    bodies = [multipart("file", f"digit{i}.png", png) for i, png in enumerate(pngs)]
-
-    async def call(i: int) -> None:
-        body, headers = bodies[i % len(bodies)]
-        sent = time.time()
-        r = await http.post(f"/v1/models/{model}/jobs", content=body, headers={**headers, "prefer": f"wait={wait_s}"})
-        received = time.time()
-        job = check_finished(r, False)
-        if timeline is not None:
-            timeline.add(sent, received, job)
-
-    return call
+def mlqueue_image(model: str, pngs: Sequence[bytes], wait_s: int) -> Spec:
+    bodies = []
+    for i, png in enumerate(pngs):
+        body, headers = multipart("file", f"digit{i}.png", png)
+        bodies.append((body, {**headers, "prefer": f"wait={wait_s}"}))
+    return Spec("mlqueue", f"/v1/models/{model}/jobs", tuple(bodies))
 
 
 def check_finished(r: Any, expect_cached: bool) -> dict[str, Any]:
@@ -208,53 +284,43 @@ async def mlqueue_batch(http: HttpClient, model: str, rows: Sequence[Any], max_s
     }
 
 
-def get_path(http: HttpClient, path: str):
-    async def call(i: int) -> None:
-        r = await http.get(path)
-        if r.status_code != 200:
-            raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
-
-    return call
+def get(path: str) -> Spec:
+    return Spec("get", path)
 
 
 # --- the naive tutorial service ------------------------------------------------------------------
 
 
-def naive_job(http: HttpClient, path: str, bodies: Sequence[tuple[bytes, dict[str, str]]], poll_s: float):
+def naive_iris(rows: Sequence[Any]) -> Spec:
+    return Spec("naive", "/predict/iris", tuple((json.dumps({"features": r}).encode(), JSON) for r in rows))
+
+
+def naive_image(pngs: Sequence[bytes]) -> Spec:
+    return Spec("naive", "/predict/digits", tuple(multipart("file", f"d{i}.png", p) for i, p in enumerate(pngs)))
+
+
+async def naive_once(http: HttpClient, path: str, body: bytes, headers: dict[str, str], poll_s: float) -> None:
     """POST, then GET the task's state every ``poll_s`` until SUCCESS: what the tutorials' clients do."""
-
-    async def call(i: int) -> None:
-        body, headers = bodies[i % len(bodies)]
-        r = await http.post(path, content=body, headers=headers)
-        if r.status_code != 200:
-            raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
-        task_id = r.json()["task_id"]
-        deadline = time.perf_counter() + 60
-        while time.perf_counter() < deadline:
-            await asyncio.sleep(poll_s)
-            state = (await http.get(f"/result/{task_id}")).json()
-            if state["status"] == "SUCCESS":
-                return
-            if state["status"] == "FAILURE":
-                raise Failed(f"task failed: {state}")
-        raise Failed("task not finished in 60 s")
-
-    return call
+    r = await http.post(path, content=body, headers=headers)
+    if r.status_code != 200:
+        raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
+    task_id = r.json()["task_id"]
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(poll_s)
+        state = (await http.get(f"/result/{task_id}")).json()
+        if state["status"] == "SUCCESS":
+            return
+        if state["status"] == "FAILURE":
+            raise Failed(f"task failed: {state}")
+    raise Failed("task not finished in 60 s")
 
 
 # --- BentoML ------------------------------------------------------------------------------------
 
 
-def bento_job(http: HttpClient, pngs: Sequence[bytes]):
-    bodies = [multipart("images", f"digit{i}.png", png) for i, png in enumerate(pngs)]
-
-    async def call(i: int) -> None:
-        body, headers = bodies[i % len(bodies)]
-        r = await http.post("/classify", content=body, headers=headers)
-        if r.status_code != 200:
-            raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
-
-    return call
+def bento(pngs: Sequence[bytes]) -> Spec:
+    return Spec("bento", "/classify", tuple(multipart("images", f"digit{i}.png", p) for i, p in enumerate(pngs)))
 
 
 async def sequential(call: Callable[[int], Awaitable[None]], n: int, gap_s: float, max_s: float) -> dict[str, Any]:

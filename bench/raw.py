@@ -2,7 +2,9 @@
 
 ``python -m bench.raw --out raw.json``: loads the model repository exactly like a worker
 (``ModelRuntime(ModelRepository(dir)).load_all()``, the same thread caps), then times
-``predictor.predict_batch`` on prepared inputs: single rows one at a time and batches. It runs as
+``predictor.predict_batch`` on prepared inputs: single rows one at a time and batches; for images
+also the whole path from PNG bytes (decode + resize + prepare + predict_batch, in batches of 32),
+which is the raw rate the image target compares with. It runs as
 a child of ``bench.run`` so the load generator never imports TensorFlow nor shares its threads.
 """
 
@@ -85,6 +87,17 @@ def measure(seconds: float, with_image: bool) -> dict[str, Any]:
         out["digits_b32"] = timed(
             lambda: digits.predict_batch(images[(k := next(it) % 8) * 32 : k * 32 + 32]), 32, seconds, 2_000
         )
+
+        # The image target's raw rate: the whole per-image work, PNG decode + resize (API side) and
+        # prepare + predict_batch (worker side), in batches of 32 in one process, no queue between.
+        def decoded_batch() -> None:
+            k = next(it) % 8
+            batch = pngs[k * 32 : k * 32 + 32]
+            digits.predict_batch(
+                [digits.prepare(preprocess_image(p, width=size.width, height=size.height)) for p in batch]
+            )
+
+        out["digits_b32_decoded"] = timed(decoded_batch, 32, seconds, 2_000)
         import numpy as np
 
         # What a tutorial does per task: Keras ``model.predict`` on one image.

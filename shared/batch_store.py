@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aredis
 
 from shared import fastjson
-from shared.celery_messages import Outbound
 from shared.store import EVENTS_CHANNEL, PREFIX, inflight_key, job_key, push_messages
+
+if TYPE_CHECKING:  # only for types: this module must not pull Celery in
+    from shared.celery_messages import Outbound
 
 # KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
 # Returns nil (job gone), {0, reason} (not counted), or {1, final (0|1), done, failed, status}.

@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aredis
@@ -36,10 +36,12 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.retry
 
-from shared.celery_messages import Outbound
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the real import would pull Celery into the worker's light healthcheck
+    from shared.celery_messages import Outbound
 
 PREFIX = "mlqueue"
 EVENTS_CHANNEL = f"{PREFIX}:events"

@@ -1,24 +1,28 @@
 """The benchmark's pieces in a tiny configuration: percentiles, target evaluation, the report, the
-load generator's HTTP client, and the naive baseline answering an iris job end to end. Nothing here
-asserts performance: the numbers are only printed by ``make bench``."""
+inputs (pairwise distinct, handed out without repeats), the load generator split over processes and
+its merged results, the CPU-per-job arithmetic, and the naive baseline answering an iris job end to
+end. Nothing here asserts performance: the numbers are only printed by ``make bench``."""
 
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import math
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench import load
-from bench.data import digit_pngs, iris_rows
-from bench.run import PeakRss, naive_service, render, target_values, tree_rss_mb
+from bench import clients, load
+from bench.data import Pool, digit_pngs, iris_rows
+from bench.run import CpuMeter, PeakRss, cpu_ms_per_job, naive_service, render, target_values, tree_rss_mb
 from bench.stats import percentile, summarize
 from bench.targets import evaluate
+from shared.images import preprocess_image
 
 
 def test_percentile_on_known_data():
@@ -45,19 +49,19 @@ def test_summarize_reports_rate_and_milliseconds():
 def values(**overrides):
     """Numbers where every target passes; each test breaks one."""
     good = {
-        "image_mlqueue": 900.0,
+        "image_mlqueue": 400.0,
         "image_raw_batched": 1000.0,
-        "image_naive": 16.0,
-        "image_bentoml": 70.0,
+        "image_bentoml": 200.0,
         "iris_c64_mlqueue": 1000.0,
         "iris_c64_naive": 68.0,
-        "idle_p50_ms": 4.0,
-        "idle_p99_ms": 15.0,
-        "predict_p50_ms": 0.3,
-        "predict_p99_ms": 0.5,
-        "batch_rows_per_s": 150_000.0,
-        "cache_p50_ms": 1.5,
-        "api_rss_mb": 90.0,
+        "iris_c64_mlqueue_cpu_ms": 1.0,
+        "iris_c64_naive_cpu_ms": 8.0,
+        "floor_p50_ms": 0.5,
+        "idle_p50_ms": 1.9,
+        "idle_p99_ms": 4.5,
+        "cache_p50_ms": 0.9,
+        "batch_rows_per_s": 160_000.0,
+        "api_rss_max_mb": 90.0,
         "worker_rss_mb": 800.0,
     }
     return {**good, **overrides}
@@ -70,22 +74,26 @@ def by_id(rows):
 def test_targets_all_pass_on_good_numbers():
     rows = evaluate(values())
     assert {r["status"] for r in rows} == {"PASS"}
-    assert by_id(rows)["image_vs_raw"]["value"] == pytest.approx(0.9)
-    assert by_id(rows)["idle_p50"]["bound"] == pytest.approx(5.3)  # predict + 5 ms
+    assert len(rows) == 10
+    assert by_id(rows)["image_vs_raw"]["value"] == pytest.approx(0.4)
+    assert by_id(rows)["idle_p50"]["bound"] == pytest.approx(2.0)  # 4 x the HTTP floor's p50
+    assert by_id(rows)["idle_p99"]["bound"] == pytest.approx(5.0)  # 10 x the floor's p50
+    assert by_id(rows)["cache_p50"]["bound"] == pytest.approx(1.0)
+    assert by_id(rows)["iris_c64_cpu_vs_naive"]["bound"] == pytest.approx(2.0)  # a quarter of naive's 8 ms
 
 
 @pytest.mark.parametrize(
     ("override", "target", "value"),
     [
-        ({"image_mlqueue": 700.0}, "image_vs_raw", 0.7),
-        ({"image_naive": 100.0}, "image_vs_naive", 9.0),
-        ({"image_bentoml": 901.0}, "image_vs_bentoml", 900 / 901),
+        ({"image_bentoml": 300.0}, "image_vs_bentoml", 400 / 300),
+        ({"image_mlqueue": 340.0, "image_bentoml": 100.0}, "image_vs_raw", 0.34),
         ({"iris_c64_naive": 250.0}, "iris_c64_vs_naive", 4.0),
-        ({"idle_p50_ms": 5.31}, "idle_p50", 5.31),
-        ({"idle_p99_ms": 21.0}, "idle_p99", 21.0),
-        ({"batch_rows_per_s": 99_999.0}, "batch_100k", 99_999.0),
-        ({"cache_p50_ms": 3.01}, "cache_p50", 3.01),
-        ({"api_rss_mb": 151.0}, "api_rss", 151.0),
+        ({"iris_c64_mlqueue_cpu_ms": 2.01}, "iris_c64_cpu_vs_naive", 2.01),
+        ({"idle_p50_ms": 2.01}, "idle_p50", 2.01),
+        ({"idle_p99_ms": 5.01}, "idle_p99", 5.01),
+        ({"cache_p50_ms": 1.01}, "cache_p50", 1.01),
+        ({"batch_rows_per_s": 149_999.0}, "batch_100k", 149_999.0),
+        ({"api_rss_max_mb": 151.0}, "api_rss", 151.0),
         ({"worker_rss_mb": 1501.0}, "worker_rss", 1501.0),
     ],
 )
@@ -96,54 +104,181 @@ def test_each_target_misses_just_past_its_bound(override, target, value):
     assert [r for r in rows.values() if r["status"] != "PASS"] == [rows[target]]
 
 
+def test_a_slower_floor_loosens_the_latency_bounds():
+    """The latency targets scale with the HTTP floor measured in the same run, not a fixed number."""
+    slow_machine = by_id(evaluate(values(floor_p50_ms=2.0, idle_p50_ms=7.5, idle_p99_ms=19.0, cache_p50_ms=3.9)))
+    assert {slow_machine[k]["status"] for k in ("idle_p50", "idle_p99", "cache_p50")} == {"PASS"}
+    fast_floor = by_id(evaluate(values(floor_p50_ms=0.2)))
+    assert fast_floor["idle_p50"]["status"] == "MISS" and fast_floor["idle_p50"]["bound"] == pytest.approx(0.8)
+
+
 def test_miss_says_by_how_much():
-    rows = by_id(evaluate(values(iris_c64_naive=400.0, cache_p50_ms=4.5)))
+    rows = by_id(evaluate(values(iris_c64_naive=400.0, cache_p50_ms=2.5)))
     assert "needs 2.00x more" in rows["iris_c64_vs_naive"]["detail"]
     assert "over by 1.5 ms" in rows["cache_p50"]["detail"]
 
 
 def test_missing_numbers_are_skipped_not_failed():
-    rows = by_id(evaluate(values(image_bentoml=None, image_naive=0.0, predict_p50_ms=float("nan"))))
+    rows = by_id(evaluate(values(image_bentoml=None, iris_c64_naive_cpu_ms=0.0, floor_p50_ms=float("nan"))))
     assert rows["image_vs_bentoml"]["status"] == "SKIP"
-    assert rows["image_vs_naive"]["status"] == "SKIP"  # a zero denominator is no measurement
-    assert rows["idle_p50"]["status"] == "SKIP"
-    assert rows["idle_p99"]["status"] == "PASS"
+    assert rows["iris_c64_cpu_vs_naive"]["status"] == "SKIP"  # a zero base is no measurement
+    assert {rows[k]["status"] for k in ("idle_p50", "idle_p99", "cache_p50")} == {"SKIP"}
+    assert rows["image_vs_raw"]["status"] == "PASS"
 
 
 def test_target_values_pick_the_right_rows_and_the_report_renders():
     rows = [
-        {"workload": "image c=32", "system": "mlqueue", "rate": 500.0, "p50_ms": 60.0},
-        {"workload": "image c=32", "system": "naive", "rate": 20.0},
-        {"workload": "image batch of 32", "system": "raw in-process", "rate": 1000.0},
-        {"workload": "iris x1 (predict_batch of 1)", "system": "raw in-process", "p50_ms": 0.3, "p99_ms": 0.6},
-        {"workload": "idle single iris", "system": "mlqueue", "p50_ms": 4.0, "p99_ms": 30.0},
-        {"workload": "batch 100,000 rows", "system": "mlqueue", "rate": 120_000.0},
+        {"workload": "image c=32", "system": "mlqueue", "rate": 300.0, "p50_ms": 60.0, "api_rss_mb": 95.0},
+        {"workload": "image c=32", "system": "bentoml", "rate": 250.0, "cpu_ms_per_job": {"server": 6.0}},
+        {"workload": "image batch of 32", "system": "raw in-process", "rate": 5000.0},  # no decode: not the base
+        {"workload": "image batch of 32, PNG decode incl.", "system": "raw in-process", "rate": 1000.0},
+        {"workload": "GET /healthz c=1 (HTTP floor)", "system": "mlqueue API", "p50_ms": 0.5, "api_rss_mb": 80.0},
+        {"workload": "idle single iris", "system": "mlqueue", "p50_ms": 1.5, "p99_ms": 30.0, "api_rss_mb": 160.0},
+        {
+            "workload": "iris c=64",
+            "system": "mlqueue",
+            "rate": 900.0,
+            "cpu_ms_per_job": {"server": 1.5, "api": 1.0, "client": 0.1},
+            "client_procs": 2,
+            "client_busiest_pct": 41.0,
+        },
+        {"workload": "iris c=64", "system": "naive", "rate": 100.0, "cpu_ms_per_job": {"server": 9.0}},
+        {"workload": "batch 100,000 rows (2 workers)", "system": "mlqueue", "rate": 120_000.0},
     ]
     picked = target_values(rows, {"rss_mb": {"api": 80.0, "worker": 700.0}})
-    assert picked["image_mlqueue"] == 500.0 and picked["image_raw_batched"] == 1000.0
-    assert picked["predict_p99_ms"] == 0.6 and picked["batch_rows_per_s"] == 120_000.0
-    assert picked["image_bentoml"] is None
+    assert picked["image_mlqueue"] == 300.0 and picked["image_raw_batched"] == 1000.0
+    assert picked["iris_c64_mlqueue_cpu_ms"] == 1.5 and picked["iris_c64_naive_cpu_ms"] == 9.0
+    assert picked["floor_p50_ms"] == 0.5 and picked["batch_rows_per_s"] == 120_000.0
+    assert picked["api_rss_max_mb"] == 160.0  # the highest after any workload, not the last one
+    assert picked["cache_p50_ms"] is None
     targets = by_id(evaluate(picked))
-    assert targets["image_vs_raw"]["status"] == "MISS" and targets["image_vs_naive"]["status"] == "PASS"
-    assert targets["idle_p99"]["status"] == "MISS" and targets["image_vs_bentoml"]["status"] == "SKIP"
+    assert targets["image_vs_raw"]["status"] == "MISS" and targets["image_vs_bentoml"]["status"] == "MISS"
+    assert targets["idle_p99"]["status"] == "MISS" and targets["idle_p50"]["status"] == "PASS"
+    assert targets["iris_c64_cpu_vs_naive"]["status"] == "PASS" and targets["api_rss"]["status"] == "MISS"
+    assert targets["cache_p50"]["status"] == "SKIP"
     report = render(
         {
             "quick": True,
             "machine": {"cpu_count": 2, "cpu_model": "test cpu", "python": "3.11", "versions": {}},
             "rows": rows,
             "rss_mb": {"api": 80.0, "worker": 700.0},
+            "api_rss_max_mb": 160.0,
             "targets": list(targets.values()),
             "notes": ["a note"],
         }
     )
-    assert re.search(r"MISS\s+image jobs e2e >= 0.8 x raw", report) and "a note" in report
+    assert re.search(r"MISS\s+image jobs c=32 >= 0.35 x raw", report) and "a note" in report
+    iris_line = next(line for line in report.splitlines() if line.startswith("iris c=64") and "mlqueue" in line)
+    assert re.search(r"900\.0\s+1\.50\s", iris_line) and "0.10,41%" in iris_line  # srv CPU next to jobs/s
 
 
 def test_inputs_are_distinct_and_valid():
-    rows = iris_rows(200, seed=1)
-    assert len({tuple(r) for r in rows}) == 200 and all(len(r) == 4 for r in rows)
-    pngs = digit_pngs(3, seed=1)
+    rows = iris_rows(20_000, seed=1)
+    assert len({tuple(r) for r in rows}) == 20_000 and all(len(r) == 4 for r in rows)
+    assert iris_rows(50, seed=1) == rows[:50]  # only the seed decides: every system gets the same inputs
+    pngs = digit_pngs(400, seed=1)
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    # distinct as the result cache sees an upload: the decoded, resized pixels
+    assert len({preprocess_image(p, width=96, height=96) for p in pngs}) == 400
+
+
+def test_pool_hands_out_disjoint_slices_and_refuses_to_repeat():
+    pool = Pool(list(range(10)), "numbers")
+    assert pool.take(3) == [0, 1, 2] and pool.take(4) == [3, 4, 5, 6]
+    with pytest.raises(ValueError, match="numbers: 4 more wanted, 3 of 10 left"):
+        pool.take(4)
+    assert pool.fresh().take(2) == [0, 1]  # the next system starts from the same inputs
+
+
+def test_specs_send_one_body_per_job_and_split_without_overlap():
+    spec = load.mlqueue_json("iris", [[float(i), 0.0, 0.0, 0.0] for i in range(10)], wait_s=5)
+    assert len({body for body, _ in spec.bodies}) == 10
+    assert spec.bodies[0][1]["prefer"] == "wait=5"
+    parts = spec.split([4, 3, 3])
+    assert [len(p) for p in parts] == [4, 3, 3]
+    assert [b for p in parts for b in p.bodies] == list(spec.bodies)
+    cached = load.mlqueue_json("iris", [[1.0, 2.0, 3.0, 4.0]], wait_s=5, expect_cached=True, cycle=True)
+    assert [len(p) for p in cached.split([2, 2])] == [1, 1]  # the cache workload repeats its row on purpose
+
+
+def test_plan_splits_jobs_and_concurrency_over_client_processes():
+    assert clients.plan(6000, 64, 2) == [(3000, 32), (3000, 32)]
+    assert clients.plan(101, 33, 2) == [(51, 17), (50, 16)]
+    assert clients.plan(10, 1, 4) == [(10, 1)]  # never more processes than requests in flight
+    assert sum(j for j, _ in clients.plan(97, 32, 3)) == 97
+
+
+def test_merge_pools_the_parts_of_every_client_process():
+    a = {"latencies": [0.001, 0.003], "errors": 1, "first_errors": ["Failed: x"], "started": 100.0}
+    a |= {"last_done": 101.0, "sent": 3, "requested": 3, "cpu_s": 0.25}
+    b = {"latencies": [0.002, 0.004], "errors": 0, "first_errors": [], "started": 100.5, "last_done": 102.0}
+    b |= {"sent": 2, "requested": 3, "cpu_s": 0.75}
+    out = load.merge([a, b], 6, 8)
+    assert out["count"] == 4 and out["errors"] == 1 and out["first_errors"] == ["Failed: x"]
+    assert out["elapsed_s"] == pytest.approx(2.0) and out["rate"] == pytest.approx(2.0)  # first start to last answer
+    assert out["p50_ms"] == pytest.approx(2.5)  # percentiles over both processes' latencies
+    assert out["stopped_early"] is True and out["client_procs"] == 2 and out["concurrency"] == 8
+    assert out["client_cpu_s"] == pytest.approx(1.0)
+    assert out["client_busiest_pct"] == pytest.approx(50.0)  # b: 0.75 s of CPU in 1.5 s
+
+
+def test_cpu_per_job_counts_the_server_processes_and_not_the_neighbours():
+    cpu = {"client": 0.5, "api": 2.0, "worker": 3.0, "redis": 1.0, "py-spy:api": 4.0, "other": 9.0, "steal": 1.0}
+    per = cpu_ms_per_job(cpu, 1000, ["api", "worker", "redis"])
+    assert per["server"] == pytest.approx(6.0) and per["api"] == pytest.approx(2.0)
+    assert per["client"] == pytest.approx(0.5) and "other" not in per and "steal" not in per
+    assert cpu_ms_per_job({"bentoml": 3.0}, 500, ["bentoml"])["server"] == pytest.approx(6.0)
+    assert cpu_ms_per_job(cpu, 0, ["api"]) == {}
+
+
+def test_cpu_meter_moves_the_client_processes_cpu_out_of_other(monkeypatch):
+    meter = CpuMeter({"api": 1, "worker": 2}, {"py-spy:api": 3})
+    assert meter.server == {"api": 1, "worker": 2}
+    readings = iter(
+        [
+            {"client": 0.0, "api": 1.0, "worker": 1.0, "py-spy:api": 0.0, "machine": 10.0, "steal": 0.0},
+            {"client": 0.1, "api": 3.0, "worker": 4.0, "py-spy:api": 0.5, "machine": 18.0, "steal": 0.2},
+        ]
+    )
+    monkeypatch.setattr(meter, "_read", lambda: next(readings))
+    meter.start()
+    used = meter.stop(client_children_s=1.4)
+    assert used["client"] == pytest.approx(1.5) and used["api"] == 2.0 and used["worker"] == 3.0
+    assert used["other"] == pytest.approx(8.0 - 1.5 - 2.0 - 3.0 - 0.5) and used["steal"] == pytest.approx(0.2)
+
+
+def test_the_closed_loop_runs_on_several_processes_and_merges_them():
+    """Two spawned load-generator processes against a tiny local HTTP server: every job answered once."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # http.server calls do_<METHOD>
+            hits.append(self.rfile.read(int(self.headers["content-length"])).decode())
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    started = []
+    try:
+        bodies = tuple((f"job {i}".encode(), {"content-type": "text/plain"}) for i in range(30))
+        spec = load.Spec("bento", "/classify", bodies)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        out, samples = clients.closed_loop(url, spec, 30, 4, 60, 2, on_start=lambda: started.append(len(hits)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out["count"] == 30 and out["errors"] == 0 and out["client_procs"] == 2, out
+    assert sorted(hits) == sorted(f"job {i}" for i in range(30))  # each body sent exactly once
+    assert started == [0] and samples == []  # the go came once, after connecting and before any job
 
 
 @pytest.mark.integration
@@ -161,7 +296,7 @@ def test_naive_baseline_answers_an_iris_job_end_to_end(tmp_path: Path):
                     if state["status"] == "SUCCESS":
                         break
                     await asyncio.sleep(0.1)
-                call = load.naive_job(http, "/predict/iris", [(body, load.JSON)], poll_s=0.05)
+                call = load.make_call(http, load.naive_iris([[6.7, 3.0, 5.2, 2.3 + i / 10] for i in range(4)]))
                 return state, await load.closed_loop(call, 4, 2, 60)
 
         state, summary = asyncio.run(drive())
