@@ -13,28 +13,39 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aredis
 from fastapi import Response
 
+from api.coalesce import Coalescer
 from shared.errors import TooManyRequests
 from shared.store import PREFIX
 
 if TYPE_CHECKING:
     from api.deps import ApiState
 
-# KEYS[1]: the client's theoretical arrival time. ARGV: now ms, emission interval ms, burst.
-# Returns {allowed, retry_after_ms, remaining, reset_ms}.
+# Many checks in one call (requests that arrived together, see ``api.coalesce``), in order, so two
+# for the same client see each other. KEYS[i]: client i's theoretical arrival time. ARGV[1]: now
+# ms; ARGV[2i], ARGV[2i+1]: its emission interval ms and burst. Returns, per key, {allowed,
+# retry_after_ms, remaining, reset_ms}, flattened.
 GCRA_LUA = """
 local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local tolerance = interval * tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if now < allow_at then
-  return {0, math.ceil(allow_at - now), 0, math.ceil(tat - now)}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = interval * tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - tolerance
+  if now < allow_at then
+    for _, v in ipairs({0, math.ceil(allow_at - now), 0, math.ceil(tat - now)}) do out[#out + 1] = v end
+  else
+    redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now) + 1000)
+    for _, v in ipairs({1, 0, math.floor((tolerance - (new_tat - now)) / interval), math.ceil(new_tat - now)}) do
+      out[#out + 1] = v
+    end
+  end
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
-return {1, 0, math.floor((tolerance - (new_tat - now)) / interval), math.ceil(new_tat - now)}
+return out
 """
+MAX_CHECKS = 128  # per script call
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
@@ -53,33 +64,53 @@ class Limit:
         return cls(int(match.group(1)), _PERIODS[match.group(2)])
 
 
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_s: float
+    remaining: int
+    reset_s: float
+    limit: Limit
+
+
 class RateLimiter:
+    """Checks of requests that arrive together share one script call (``api.coalesce``)."""
+
     def __init__(self, client: aredis.Redis, limits: dict[str, Limit]) -> None:
         self.limits = limits
         self._script = client.register_script(GCRA_LUA)
+        self._checks: Coalescer[tuple[str, str], Verdict] = Coalescer(self._check_many, MAX_CHECKS)
 
-    async def hit(self, kind: str, identity: str) -> tuple[bool, float, int, float, Limit]:
-        limit = self.limits[kind]
-        interval_ms = limit.period_s * 1000 / limit.count
-        allowed, retry_ms, remaining, reset_ms = await self._script(
-            keys=[f"{PREFIX}:rl:{kind}:{identity}"], args=[int(time.time() * 1000), interval_ms, limit.count]
-        )
-        return bool(allowed), retry_ms / 1000, int(remaining), reset_ms / 1000, limit
+    async def hit(self, kind: str, identity: str) -> Verdict:
+        return await self._checks.call((kind, identity))
+
+    async def _check_many(self, checks: list[tuple[str, str]]) -> list[Verdict]:
+        limits = [self.limits[kind] for kind, _ in checks]
+        args: list[float] = [int(time.time() * 1000)]
+        for limit in limits:
+            args += [limit.period_s * 1000 / limit.count, limit.count]
+        keys = [f"{PREFIX}:rl:{kind}:{identity}" for kind, identity in checks]
+        flat = await self._script(keys=keys, args=args)
+        return [
+            Verdict(bool(flat[i]), flat[i + 1] / 1000, int(flat[i + 2]), flat[i + 3] / 1000, limit)
+            for i, limit in zip(range(0, len(flat), 4), limits, strict=True)
+        ]
 
 
 async def enforce(state: ApiState, identity: str, response: Response, *, batch: bool) -> None:
     """The default limit on every call, the batch limit too on batch submissions; RateLimit-*
     headers (IETF draft) on every answer, 429 with Retry-After past the limit."""
     for kind in ("default", "batch") if batch else ("default",):
-        allowed, retry_s, remaining, reset_s, limit = await state.limiter.hit(kind, identity)
+        verdict = await state.limiter.hit(kind, identity)
+        limit = verdict.limit
         headers = {
             "RateLimit-Limit": str(limit.count),
-            "RateLimit-Remaining": str(remaining),
-            "RateLimit-Reset": str(math.ceil(reset_s)),
+            "RateLimit-Remaining": str(verdict.remaining),
+            "RateLimit-Reset": str(math.ceil(verdict.reset_s)),
             "RateLimit-Policy": f"{limit.count};w={limit.period_s}",
         }
-        if not allowed:
-            headers["Retry-After"] = str(max(1, math.ceil(retry_s)))
+        if not verdict.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_s)))
             raise TooManyRequests(f"rate limit of {limit.count} per {limit.period_s}s exceeded", headers=headers)
         response.headers.update(headers)
 
@@ -88,10 +119,11 @@ async def enforce_auth_failures(state: ApiState, ip: str) -> None:
     """Called on each failed authentication, before its 401: past the per-IP budget the answer is
     429 instead. Only failures count, so a valid key is never slowed by its neighbours' mistakes;
     keys are 256 random bits, so a guesser learns nothing from the 401s it still gets."""
-    allowed, retry_s, _, _, limit = await state.limiter.hit("auth_failure", f"ip:{ip}")
-    if not allowed:
+    verdict = await state.limiter.hit("auth_failure", f"ip:{ip}")
+    if not verdict.allowed:
+        limit = verdict.limit
         raise TooManyRequests(
             f"too many failed authentications from this address (limit {limit.count} per {limit.period_s}s)",
             code="auth_rate_limited",
-            headers={"Retry-After": str(max(1, math.ceil(retry_s)))},
+            headers={"Retry-After": str(max(1, math.ceil(verdict.retry_s)))},
         )

@@ -40,6 +40,7 @@ def test_jobs_arriving_together_share_messages_and_every_one_is_stored(redis_set
     groups = messages(r)
     assert sorted(i for g in groups for i in g) == sorted(j.id for j in jobs)  # each job in exactly one message
     assert len(groups) < len(jobs) and max(len(g) for g in groups) <= 16
+    assert len(groups[0]) == 1  # the first found nothing in flight: written at once, alone
     for job in jobs:
         assert r.hget(job_key(job.id), "status") == "queued"
     assert r.zcard(inflight_key("cpu")) == len(jobs)  # the sweeper knows every one
