@@ -21,6 +21,11 @@ from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
+def _ids(job_id: str) -> dict[str, str]:
+    """The job a log line is about: a message may carry many jobs, so the task cannot bind one."""
+    return {"job_id": job_id}
+
+
 RUNNABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # running: a redelivery after its worker died
 
 
@@ -39,15 +44,15 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
     moves: list[tuple[int, Job, Any, dict[str, Any]]] = []
     for i, (job, stored_input) in enumerate(read):
         if job is None:
-            log.warning("job.missing (expired before it ran) job_id=%s", job_ids[i])
+            log.warning("job.missing (expired before it ran)", extra=_ids(job_ids[i]))
             continue
         if job.status.is_terminal():
-            log.info("job.skipped status=%s job_id=%s", job.status, job.id)
+            log.info("job.skipped status=%s", job.status, extra=_ids(job.id))
             continue
         deadline = deadline_transition(job, now)
         if deadline is not None:
             if ctx.store.transition(job.id, *deadline):
-                log.info("job.%s (deadline) job_id=%s", deadline[1]["status"].value, job.id)
+                log.info("job.%s (deadline)", deadline[1]["status"].value, extra=_ids(job.id))
                 notify(ctx, job, WebhookEvent.COMPLETED)
             continue
         if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
@@ -64,10 +69,10 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
     applied = ctx.store.transition_many([(job.id, RUNNABLE, running, None) for _, job, _, running in moves])
     for (i, job, stored_input, running), ok in zip(moves, applied, strict=True):
         if not ok:
-            log.info("job.skipped (canceled before start) job_id=%s", job.id)
+            log.info("job.skipped (canceled before start)", extra=_ids(job.id))
             continue
         worker_metrics.observe_queue_wait(job.model, now - job.created_at)
-        log.info("job.started model=%s version=%s job_id=%s", job.model, job.version, job.id)
+        log.info("job.started model=%s version=%s", job.model, job.version, extra=_ids(job.id))
         if job.status is JobStatus.QUEUED:
             notify(ctx, job, WebhookEvent.STARTED)
         # the record as just written: the final event's snapshot is built from it
@@ -101,15 +106,11 @@ def finish_many(ctx: WorkerContext, results: Sequence[tuple[Job, dict[str, Any],
     for (job, fields, _), ok in zip(results, applied, strict=True):
         worker_metrics.record_job_finished(job.model, fields if ok else None)
         if not ok:
-            log.info("job.result_dropped (canceled while running) job_id=%s", job.id)
+            log.info("job.result_dropped (canceled while running)", extra=_ids(job.id))
             statuses.append(None)
             continue
-        log.info(
-            "job.%s predict_ms=%s job_id=%s",
-            fields["status"].value,
-            fields.get("metrics", {}).get("predict_ms"),
-            job.id,
-        )
+        predict_ms = fields.get("metrics", {}).get("predict_ms")
+        log.info("job.%s predict_ms=%s", fields["status"].value, predict_ms, extra=_ids(job.id))
         notify(ctx, job, WebhookEvent.COMPLETED)
         statuses.append(fields["status"])
     return statuses
