@@ -112,24 +112,18 @@ def predict_rows(
         pixels = iter(ctx.batches.read_images(job.id, image_indexes))
         rows = [row if "error" in row else next(pixels) for row in rows]
     results: list[dict | None] = [None] * len(rows)
-    prepared, positions = [], []
+    inputs, positions = [], []
     for i, row in enumerate(rows):
         if isinstance(row, dict) and set(row) == {"error"}:
             results[i] = {"status": "failed", "error": row["error"]}
-            continue
-        try:
-            if row is None:
-                raise MlqueueError("the item's input has expired", code="input_missing")
-            prepared.append(model.predictor.prepare(row))
+        else:
+            inputs.append(row)
             positions.append(i)
-        except MlqueueError as exc:
-            results[i] = failed(exc.code, exc.detail)
-        except Exception as exc:  # whatever one row holds, it fails that item and the batch still finishes
-            log.warning("batch.row_unreadable index=%s", i, exc_info=True)
-            results[i] = failed("invalid_input", f"the item could not be read: {type(exc).__name__}")
-    outputs, predict_ms = model.batcher.run_many(prepared) if prepared else ([], 0.0)
+    outputs, predict_ms = model.predict_many(inputs) if inputs else ([], 0.0)
     for i, output in zip(positions, outputs, strict=True):
-        if isinstance(output, BaseException):
+        if isinstance(output, MlqueueError):
+            results[i] = failed(output.code, output.detail)
+        elif isinstance(output, BaseException):
             results[i] = failed("model_error", f"{type(output).__name__}: {output}")
         else:
             results[i] = {"status": "succeeded", "output": output}

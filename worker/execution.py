@@ -21,6 +21,7 @@ from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
 
+
 def _ids(job_id: str) -> dict[str, str]:
     """The job a log line is about: a message may carry many jobs, so the task cannot bind one."""
     return {"job_id": job_id}
@@ -138,7 +139,7 @@ def run_jobs(job_ids: Sequence[str], ctx: WorkerContext) -> list[JobStatus | Non
     each, one forward pass per model version, finished in one round trip. Returns each job's
     final status (None for a job that did not run)."""
     started = begin_many(ctx, job_ids)
-    runnable = [(i, job, stored) for i, s in enumerate(started) if s is not None for job, stored in [s]]
+    runnable = [(i, *begun) for i, begun in enumerate(started) if begun is not None]
     raw_inputs = ctx.store.resolve_inputs([stored for _, _, stored in runnable])
     groups: dict[tuple[str, int], list[int]] = {}
     for k, (_, job, _) in enumerate(runnable):
@@ -174,10 +175,8 @@ def _predict(ctx: WorkerContext, model: str, version: int, raw_inputs: list[Any]
         log.exception("job.model_error model=%s", model)
         return [_failed("model_error", f"{type(exc).__name__}: {exc}") for _ in raw_inputs]
     results = []
-    for raw, output in zip(raw_inputs, outputs, strict=True):
-        if raw is None:
-            results.append(_failed("input_missing", "the job's input has expired or is missing"))
-        elif isinstance(output, MlqueueError):
+    for output in outputs:
+        if isinstance(output, MlqueueError):
             results.append(_failed(output.code, output.detail))
         elif isinstance(output, BaseException):
             log.error("job.model_error model=%s error=%r", model, output)

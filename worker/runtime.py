@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.errors import MlqueueError, NotFound
+from shared.errors import InvalidInput, MlqueueError, NotFound
 from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository, sha256_of
 from worker import metrics as worker_metrics
@@ -48,6 +48,28 @@ class LoadedModel:
     predictor: Predictor
     batcher: Batcher
     load_ms: float
+
+    def predict_many(self, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+        """One forward pass (with whatever else the batcher holds) for many inputs: each one's
+        output, or the exception that is its error (an ``MlqueueError`` when the input was missing
+        or could not be read, any other exception from the pass itself); and the pass's ms."""
+        results: list[Any] = [None] * len(raw_inputs)
+        prepared, positions = [], []
+        for i, raw in enumerate(raw_inputs):
+            try:
+                if raw is None:
+                    raise MlqueueError("the input has expired or is missing", code="input_missing")
+                prepared.append(self.predictor.prepare(raw))
+                positions.append(i)
+            except MlqueueError as exc:
+                results[i] = exc
+            except Exception as exc:  # whatever one input holds, it fails that input alone
+                log.warning("model.input_unreadable model=%s index=%s", self.manifest.name, i, exc_info=True)
+                results[i] = InvalidInput(f"the input could not be read: {type(exc).__name__}")
+        outputs, predict_ms = self.batcher.run_many(prepared) if prepared else ([], 0.0)
+        for i, output in zip(positions, outputs, strict=True):
+            results[i] = output
+        return results, predict_ms
 
 
 @dataclass
@@ -133,24 +155,9 @@ class ModelRuntime:
         return model.batcher.run(prepared)
 
     def predict_many(self, name: str, version: int, raw_inputs: list[Any]) -> tuple[list[Any], float]:
-        """One forward pass (with whatever else the batcher holds) for many inputs: each one's
-        output, or the exception it raised (preparing it, or in the pass); and the pass's ms. Raises
-        ``MlqueueError`` when the model is not available here."""
-        model = self.get(name, version)
-        results: list[Any] = [None] * len(raw_inputs)
-        prepared, positions = [], []
-        for i, raw in enumerate(raw_inputs):
-            if raw is None:
-                continue  # the caller names a missing input
-            try:
-                prepared.append(model.predictor.prepare(raw))
-                positions.append(i)
-            except Exception as exc:  # noqa: BLE001 - any failure of one input is that input's error
-                results[i] = exc
-        outputs, predict_ms = model.batcher.run_many(prepared) if prepared else ([], 0.0)
-        for i, output in zip(positions, outputs, strict=True):
-            results[i] = output
-        return results, predict_ms
+        """``LoadedModel.predict_many`` of this model version; raises ``MlqueueError`` when it is
+        not available here."""
+        return self.get(name, version).predict_many(raw_inputs)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per model, the versions loaded here and those that failed (published in the heartbeat)."""
