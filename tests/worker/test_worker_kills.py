@@ -107,4 +107,9 @@ def test_ten_sigkills_under_load_lose_nothing_and_count_nothing_twice(tmp_path):
         indexes = [httpx.Response(200, content=line).json()["index"] for line in lines.text.splitlines()]
         assert indexes == list(range(BATCH_ROWS))  # every item once, in order
         # the kills did catch work in flight, and the sweeper (not kombu's timeout) sent it again
-        assert "job.recovered" in (tmp_path / "worker.log").read_text()
+        log = (tmp_path / "worker.log").read_text()
+        assert "job.recovered" in log
+        print(  # the figures of a run, for the record (pytest -s)
+            f"kills={KILLS} jobs={len(ids)} (+{BATCH_ROWS} batch items) lost={len(pending)} "
+            f"recovered={log.count('job.recovered')} all_finished_within_s={recovered_in:.1f}"
+        )
