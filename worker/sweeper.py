@@ -49,7 +49,8 @@ from worker import metrics as worker_metrics
 log = logging.getLogger(__name__)
 
 LEASE_KEY = f"{PREFIX}:sweeper:lease"
-SCAN_LIMIT = 2000  # in-flight entries examined per queue per pass
+SCAN_LIMIT = 2000  # in-flight entries read per round trip
+MAX_PAGES = 100  # per queue per pass: 200,000 entries, far above what finishes between two passes
 
 # Take the lease, or renew it if it is ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
 LEASE_LUA = """
@@ -198,12 +199,33 @@ class Sweeper:
         oldest_waiting = sent_at_of(oldest) if waiting else float("inf")  # empty: every message was taken
         if oldest_waiting is None:
             return  # the next message out carries no send mark (not ours): no order to rely on this pass
-        entries = self.r.zrangebyscore(index, "-inf", f"({oldest_waiting}", start=0, num=SCAN_LIMIT, withscores=True)
-        if not entries:
-            return
-        states = self._states(entries)
+        offset = 0  # entries kept (running, suspects) stay in the range: page past them
+        for _ in range(MAX_PAGES):
+            entries = self.r.zrangebyscore(
+                index, "-inf", f"({oldest_waiting}", start=offset, num=SCAN_LIMIT, withscores=True
+            )
+            forgotten = self._judge(queue, entries, oldest_waiting, now, held, alive, suspects, report)
+            if forgotten:
+                self.r.zrem(index, *forgotten)
+                report.forgotten += len(forgotten)
+            offset += len(entries) - len(forgotten)
+            if len(entries) < SCAN_LIMIT:
+                break
+
+    def _judge(
+        self,
+        queue: str,
+        entries: list[tuple[str, float]],
+        oldest_waiting: float,
+        now: float,
+        held: dict[str, Held],
+        alive: dict[str, bool],
+        suspects: set[str],
+        report: SweepReport,
+    ) -> list[str]:
+        """Re-send or fail what needs it among ``entries``; returns those to forget (finished)."""
         forget: list[str] = []
-        for (task_id, sent_at), state in zip(entries, states, strict=True):
+        for (task_id, sent_at), state in zip(entries, self._states(entries) if entries else [], strict=True):
             job_id, chunk = parse_member(task_id)
             if state.status is None or JobStatus(state.status).is_terminal() or state.chunk_done:
                 forget.append(task_id)
@@ -220,9 +242,7 @@ class Sweeper:
             if reason is not None:
                 self._resend(queue, task_id, min(sent_at, oldest_waiting), held.get(task_id), reason)
                 report.resent[task_id] = reason
-        if forget:
-            self.r.zrem(index, *forget)
-            report.forgotten += len(forget)
+        return forget
 
     def _states(self, entries: list[tuple[str, float]]) -> list[WorkState]:
         with self.r.pipeline(transaction=False) as pipe:

@@ -197,3 +197,18 @@ def test_one_sweeper_holds_the_lease_at_a_time(redis_settings, r):
     assert a.take_lease()  # renewing its own
     a.stop()  # hands it over
     assert b.take_lease() and r.get(LEASE_KEY) == "b"
+
+
+def test_one_pass_pages_through_more_entries_than_one_read_returns(redis_settings, r, sweeper, monkeypatch):
+    monkeypatch.setattr("worker.sweeper.SCAN_LIMIT", 4)  # pages of 4: the same paging as 2,000
+    running, finished = make_job(), [make_job() for _ in range(9)]
+    for job in [running, *finished]:
+        create(redis_settings, job)
+        hold(r, "cpu")
+    mark_running(r, running, "w1@host#abc")
+    beat(r, "w1@host", "abc")
+    for job in finished:
+        r.hset(job_key(job.id), "status", "succeeded")
+    report = sweeper.sweep()
+    assert report.forgotten == 9 and report.resent == {}  # under load, cleanup keeps up in one pass
+    assert r.zrange(inflight_key("cpu"), 0, -1) == [running.id]
