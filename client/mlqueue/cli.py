@@ -14,6 +14,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -111,7 +112,7 @@ def cmd_models(mlq: Client, args: argparse.Namespace) -> ExitCode:
     if args.json:
         _write_json(models)
         return ExitCode.OK
-    table = Table("model", "latest", "task", "input", "loaded on")
+    table = Table("model", "latest", "task", "input", "loaded on", box=box.SIMPLE_HEAD)
     for m in models:
         latest = next((v for v in m["versions"] if v["version"] == m["latest_version"]), m["versions"][-1])
         spec = latest.get("input", {})
@@ -218,7 +219,8 @@ def cmd_batch(mlq: Client, args: argparse.Namespace) -> ExitCode:
 def _job_row(job: Job) -> list[str]:
     p = job.progress
     progress = f"{p.done}/{p.total}" if p else ""
-    return [job.id, job.model, job.kind, job.status, str(job.data.get("created_at", "")), progress]
+    created = str(job.data.get("created_at", ""))[:19].replace("T", " ")
+    return [job.id, job.model, job.kind, job.status, created, progress]
 
 
 def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
@@ -226,7 +228,11 @@ def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
     if args.json:
         _write_json([j.data for j in jobs])
         return ExitCode.OK
-    table = Table("id", "model", "kind", "status", "created", "progress")
+    # A job id is what the next command needs: never truncated, whatever the terminal's width.
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True, min_width=26)
+    for column in ("model", "kind", "status", "created", "progress"):
+        table.add_column(column)
     for j in jobs:
         table.add_row(*_job_row(j))
     out.print(table)
