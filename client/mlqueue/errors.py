@@ -18,6 +18,10 @@ class ConnectionFailed(MlqueueError):
     """The API could not be reached (after the retries)."""
 
 
+class StreamTimeout(ConnectionFailed):
+    """An event or result stream went silent for longer than its read timeout."""
+
+
 class ApiError(MlqueueError):
     """The API answered with an error status; ``code`` is its machine-readable code."""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import aclosing, closing
+from contextlib import aclosing, closing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
-from mlqueue.errors import WaitTimeout
+from mlqueue.errors import ConnectionFailed, StreamTimeout, WaitTimeout
 
 if TYPE_CHECKING:
     from mlqueue.client import AsyncClient, Client
@@ -54,6 +54,17 @@ class SseParser:
             return None
         event_id = fields.get("id")
         return Event(fields.get("event", "message"), int(event_id) if event_id else None, json.loads(fields["data"]))
+
+
+@contextmanager
+def _stream_errors(what: str) -> Iterator[None]:
+    # Failures after the answer began (a dropped connection, silence) are ours to name, as typed errors.
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise StreamTimeout(f"{what}: no data within the read timeout") from exc
+    except httpx.TransportError as exc:
+        raise ConnectionFailed(f"{what}: {exc!r}") from exc
 
 
 class BaseJob:
@@ -119,7 +130,8 @@ class Job(BaseJob):
     def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> Iterator[Event]:
         """The job now, then each status and progress change; ends when the job finishes."""
         parser = SseParser()
-        with self._client._stream(self._client._calls.events(self.id, read_timeout)) as response:
+        spec = self._client._calls.events(self.id, read_timeout)
+        with self._client._stream(spec) as response, _stream_errors(f"events of {self.id}"):
             for line in response.iter_lines():
                 event = parser.feed(line)
                 if event is not None:
@@ -139,7 +151,7 @@ class Job(BaseJob):
                     for _ in events:
                         if self.done:
                             break
-            except httpx.TimeoutException:
+            except StreamTimeout:
                 continue  # no news within the read timeout: check the deadline, then listen again
         return self
 
@@ -147,7 +159,7 @@ class Job(BaseJob):
         """A batch's items in input order (``{"index", "status", "output" | "error"}``), streamed as
         NDJSON once the batch has finished (waiting for it up to ``timeout``)."""
         self.wait(timeout)
-        with self._client._stream(self._client._calls.results(self.id)) as response:
+        with self._client._stream(self._client._calls.results(self.id)) as response, _stream_errors(self.id):
             for line in response.iter_lines():
                 if line:
                     yield json.loads(line)
@@ -168,12 +180,14 @@ class AsyncJob(BaseJob):
 
     async def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> AsyncIterator[Event]:
         parser = SseParser()
-        async with self._client._stream(self._client._calls.events(self.id, read_timeout)) as response:
-            async for line in response.aiter_lines():
-                event = parser.feed(line)
-                if event is not None:
-                    self.data = event.job
-                    yield event
+        spec = self._client._calls.events(self.id, read_timeout)
+        async with self._client._stream(spec) as response:
+            with _stream_errors(f"events of {self.id}"):
+                async for line in response.aiter_lines():
+                    event = parser.feed(line)
+                    if event is not None:
+                        self.data = event.job
+                        yield event
 
     async def wait(self, timeout: float | None = None) -> AsyncJob:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -187,13 +201,14 @@ class AsyncJob(BaseJob):
                     async for _ in events:
                         if self.done:
                             break
-            except httpx.TimeoutException:
+            except StreamTimeout:
                 continue
         return self
 
     async def results(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
         await self.wait(timeout)
         async with self._client._stream(self._client._calls.results(self.id)) as response:
-            async for line in response.aiter_lines():
-                if line:
-                    yield json.loads(line)
+            with _stream_errors(self.id):
+                async for line in response.aiter_lines():
+                    if line:
+                        yield json.loads(line)
