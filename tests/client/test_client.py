@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 
+import httpx
 import pytest
 from PIL import Image
 from sklearn.datasets import load_digits, load_iris
@@ -124,3 +125,29 @@ def test_async_client_has_the_same_surface(stack):
     started = time.monotonic()
     asyncio.run(scenario())
     assert time.monotonic() - started < 60
+
+
+class LosesFirstAnswer(httpx.HTTPTransport):
+    """The first POST reaches the real API, which makes the job, but its answer never arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: dict | None = None
+        self.replayed: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and self.lost is None:
+            response.read()
+            self.lost = response.json()
+            raise httpx.ReadError("connection reset after the request was sent", request=request)
+        self.replayed.append(response.headers.get("idempotent-replayed"))
+        return response
+
+
+def test_a_submit_whose_answer_was_lost_is_retried_into_the_same_job(stack):
+    transport = LosesFirstAnswer()
+    with Client(stack.api_url, transport=transport) as mlq:
+        job = mlq.submit("iris", [5.2, 3.3, 1.4, 0.25], wait=10)
+    assert transport.lost is not None and job.id == transport.lost["id"]
+    assert transport.replayed == ["true"] and job.output["label"] == "setosa"

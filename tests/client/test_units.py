@@ -73,3 +73,16 @@ def test_csv_header_maps_columns_to_features_in_the_models_order(tmp_path: Path)
     headless = tmp_path / "plain.csv"
     headless.write_text("5.1,3.5,1.4,0.2\n")
     assert tabular.read_rows(headless, features) == [[5.1, 3.5, 1.4, 0.2]]
+
+
+def test_json_lines_rows_go_as_they_are_and_outputs_flatten_to_columns(tmp_path: Path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('[5.1, 3.5, 1.4, 0.2]\n\n{"sepal_length": 6.7}\n')
+    assert tabular.read_rows(path, ["sepal_length"]) == [[5.1, 3.5, 1.4, 0.2], {"sepal_length": 6.7}]
+    output = {"label": "setosa", "class_index": 0, "probabilities": {"setosa": 0.98, "versicolor": 0.02}}
+    assert tabular.flatten(output) == {
+        "label": "setosa",
+        "class_index": 0,
+        "probabilities.setosa": 0.98,
+        "probabilities.versicolor": 0.02,
+    }
