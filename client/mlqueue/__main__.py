@@ -1,0 +1,3 @@
+from mlqueue.cli import main
+
+raise SystemExit(main())
