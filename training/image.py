@@ -14,6 +14,10 @@ validation split, take the softmax and spread the background probability evenly 
 labels, so its output is a calibrated distribution over ``labels`` only: an out-of-distribution
 picture comes out near-uniform, below the manifest's threshold, and the worker needs no extra logic.
 Every picture, synthetic or from disk, goes through ``shared.images.preprocess_image``, as uploads do.
+
+The digits model is also measured on ``training.digits_eval``'s rendering matrix (the last 200
+sklearn digits, never trained on, posted in the renderings users send and read by the worker's own
+code); the result goes into the manifest's metrics and the model card.
 """
 
 from __future__ import annotations
@@ -100,15 +104,18 @@ def render_digit(pixels: np.ndarray, *, size: int = 128, rng: np.random.Generato
     mask = Image.fromarray((np.asarray(pixels, dtype=np.float64) * (255 / 16)).astype(np.uint8), "L")
     if rng is None:
         return _compose(_placed(mask, size, 0.8, 1.0, 0.0, (0.0, 0.0), Image.Resampling.BICUBIC), None)
-    resample = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[int(rng.integers(0, 3))]
-    if rng.random() < 0.45:  # the whole frame, as the dataset stores it, with 0..3 cells of margin
+    smooth = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[int(rng.integers(0, 2))]
+    if rng.random() < 0.55:  # the whole frame, as the dataset stores it, with 0..3 cells of margin
+        # blocky (nearest) half the time: the hardest upscale to read, and what a plain image editor does
+        resample = Image.Resampling.NEAREST if rng.random() < 0.5 else smooth
         margin = int(rng.integers(0, 4)) if rng.random() < 0.5 else 0
         framed = Image.new("L", (8 + 2 * margin, 8 + 2 * margin), 0)
         framed.paste(mask, (margin, margin))
         canvas = framed.resize((size, size), resample)
-        if rng.random() < 0.6:  # a slant, a squeeze or a slight turn of the whole frame
+        if rng.random() < 0.5:  # a slant, a squeeze or a slight turn of the whole frame
             canvas = _affine(canvas, rng)
     else:
+        resample = Image.Resampling.NEAREST if rng.random() < 0.3 else smooth
         # small on a big picture, but not below ~12 pixels of digit on a small one
         scale = rng.uniform(0.3 if size >= 64 else 0.6, 1.0)
         aspect, angle = rng.uniform(0.75, 1.3), rng.uniform(-12, 12)

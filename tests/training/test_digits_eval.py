@@ -1,8 +1,10 @@
 """The newest shipped digits model (the one the API serves by default) reads digits however they are drawn.
 
-A sample of ``training.digits_eval``'s rendering matrix, through the worker runtime: held-out sklearn
+``training.digits_eval``'s rendering matrix through the worker runtime: the 200 held-out sklearn
 digits posted as PNG/JPEG in each rendering must be right and seldom ``unknown``, and non-digit
-pictures must stay ``unknown``. ``make models`` runs the full matrix (200 digits) into the manifest.
+pictures must stay ``unknown``. All 200 (about 10 s on one core): smaller samples of these
+writers swing by several points, more than the gaps the targets are about. ``make models``
+writes the same matrix into the manifest.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ from training import digits_eval
 from training.image import split_digits
 from worker.runtime import ModelRuntime
 
-PER_RENDERING = 40  # spread over the 200 held-out digits; ~4 s through the worker on one core
-# What every rendering must reach today on the sample (v1 reached it on 1 of 7): no regression below this.
-FLOOR_ACCURACY, FLOOR_UNKNOWN = 0.7, 0.25
+PER_RENDERING = digits_eval.HOLDOUT
+# What every rendering must reach (v2 reaches 85 % / 14.5 % at worst; v1 reached this on 1 of 7): no regression.
+FLOOR_ACCURACY, FLOOR_UNKNOWN = 0.83, 0.16
 # Renderings whose full-matrix figures miss issue 17's targets (>= 95 % right, <= 5 % unknown) today.
 MISSED = {
-    "white_on_black_nearest_64": "85.5 % right, 13.5 % unknown on the full matrix",
+    "white_on_black_nearest_64": "87.0 % right, 12.0 % unknown",
     "white_on_black_bilinear_96": "94.0 % right, 6.0 % unknown",
-    "black_on_white_nearest_64": "90.0 % right, 8.5 % unknown",
-    "black_on_white_padded_bicubic_28": "94.0 % right, 5.5 % unknown",
-    "mnist_white_on_black_28": "92.5 % right, 7.5 % unknown",
-    "ink_on_paper_photo_jpeg": "85.0 % right, 14.0 % unknown",
+    "black_on_white_nearest_64": "92.0 % right, 7.0 % unknown",
+    "black_on_white_bilinear_96": "91.5 % right, 7.5 % unknown",
+    "ink_on_paper_photo_jpeg": "85.0 % right, 14.5 % unknown",
 }
 
 
@@ -39,19 +40,20 @@ def newest():
 
 @pytest.fixture(scope="module")
 def matrix(newest):
-    return digits_eval.rendering_matrix(newest[1], PER_RENDERING, n_ood_per_kind=10)
+    return digits_eval.rendering_matrix(newest[1], PER_RENDERING, n_ood_per_kind=100)
 
 
 @pytest.mark.parametrize("rendering", list(digits_eval.RENDERINGS))
-def test_every_rendering_of_a_held_out_digit_is_mostly_read(matrix, rendering):
+def test_every_rendering_of_a_held_out_digit_is_mostly_read(newest, matrix, rendering):
     m = matrix["renderings"][rendering]
+    assert m == newest[0].metrics["rendering_matrix"]["renderings"][rendering]  # what the card says
     assert m["accuracy"] >= FLOOR_ACCURACY and m["unknown_rate"] <= FLOOR_UNKNOWN, m
 
 
 @pytest.mark.parametrize(
     "rendering",
     [
-        pytest.param(name, marks=pytest.mark.xfail(reason=f"issue 17 target missed: {MISSED[name]}"))
+        pytest.param(name, marks=pytest.mark.xfail(reason=f"issue 17 target missed: {MISSED[name]}", strict=True))
         if name in MISSED
         else name
         for name in digits_eval.RENDERINGS
@@ -64,7 +66,8 @@ def test_every_rendering_meets_the_issue_17_target(matrix, rendering):
 
 
 def test_non_digits_stay_unknown(matrix):
-    assert all(rate == 1.0 for rate in matrix["non_digit_unknown_rate"].values()), matrix["non_digit_unknown_rate"]
+    rates = matrix["non_digit_unknown_rate"]
+    assert all(rate >= digits_eval.TARGET_OOD_UNKNOWN for rate in rates.values()), rates
 
 
 def test_the_manifest_carries_the_full_matrix_and_the_card_reports_it(newest):
