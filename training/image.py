@@ -14,6 +14,10 @@ validation split, take the softmax and spread the background probability evenly 
 labels, so its output is a calibrated distribution over ``labels`` only: an out-of-distribution
 picture comes out near-uniform, below the manifest's threshold, and the worker needs no extra logic.
 Every picture, synthetic or from disk, goes through ``shared.images.preprocess_image``, as uploads do.
+
+The digits model is also measured on ``training.digits_eval``'s rendering matrix (the last 200
+sklearn digits, never trained on, posted in the renderings users send and read by the worker's own
+code); the result goes into the manifest's metrics and the model card.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -31,17 +37,21 @@ import keras
 import numpy as np
 from keras import layers
 from PIL import Image, ImageDraw, ImageFilter
+from scipy.ndimage import map_coordinates
 from sklearn.datasets import load_digits, load_sample_image
 from sklearn.model_selection import train_test_split
 
 from shared.images import preprocess_image
-from shared.manifests import DEFAULT_THRESHOLD, ModelManifest
+from shared.manifests import DEFAULT_THRESHOLD, ModelManifest, sha256_of
 from training.common import default_models_dir, write_version
+from training.digits_eval import HOLDOUT, misses, rendering_matrix
 
 log = logging.getLogger(__name__)
 
 SEED = 42
-DIGITS_EPOCHS = 8
+DIGITS_EPOCHS = 14
+DIGITS_DRAWS = 6  # renderings of each training digit: the canonical one and 5 varied
+DIGITS_VERSION = 2  # what ``python -m training`` ships; v1 (before the rendering matrix) is kept as it was
 FOLDER_EPOCHS = {"scratch": 12, "transfer": 6}
 BATCH_SIZE = 64
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -83,37 +93,113 @@ def to_model_input(img: Image.Image, image_size: int, *, fmt: str = "PNG", quali
 
 
 def render_digit(pixels: np.ndarray, *, size: int = 128, rng: np.random.Generator | None = None) -> Image.Image:
-    """An 8x8 digit (values 0..16) as an RGB picture: black on white, centred, or randomly varied with ``rng``."""
+    """An 8x8 digit (values 0..16) as an RGB picture: black on white, centred, or randomly varied with ``rng``.
+
+    Varied pictures cover how people and datasets post digits: either polarity (ink on paper, the
+    dataset's and MNIST's white on black), the whole 8x8 frame upscaled blocky (nearest) or smooth,
+    thin and thick strokes, small and off-centre digits, uneven light and paper grain.
+    """
+    if rng is not None and rng.random() < 0.6:
+        pixels = _warp(pixels, rng)  # another writer's hand, in the dataset's own 8x8 form
     mask = Image.fromarray((np.asarray(pixels, dtype=np.float64) * (255 / 16)).astype(np.uint8), "L")
     if rng is None:
-        scale, aspect, angle, shift = 0.8, 1.0, 0.0, (0.0, 0.0)
-        paper, ink, noise, blur = np.full(3, 255.0), np.zeros(3), 0.0, 0.0
+        return _compose(_placed(mask, size, 0.8, 1.0, 0.0, (0.0, 0.0), Image.Resampling.BICUBIC), None)
+    smooth = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)[int(rng.integers(0, 2))]
+    if rng.random() < 0.55:  # the whole frame, as the dataset stores it, with 0..3 cells of margin
+        # blocky (nearest) half the time: the hardest upscale to read, and what a plain image editor does
+        resample = Image.Resampling.NEAREST if rng.random() < 0.5 else smooth
+        margin = int(rng.integers(0, 4)) if rng.random() < 0.5 else 0
+        framed = Image.new("L", (8 + 2 * margin, 8 + 2 * margin), 0)
+        framed.paste(mask, (margin, margin))
+        canvas = framed.resize((size, size), resample)
+        if rng.random() < 0.5:  # a slant, a squeeze or a slight turn of the whole frame
+            canvas = _affine(canvas, rng)
     else:
-        scale, aspect, angle = rng.uniform(0.45, 0.95), rng.uniform(0.8, 1.2), rng.uniform(-12, 12)
+        resample = Image.Resampling.NEAREST if rng.random() < 0.3 else smooth
+        # small on a big picture, but not below ~12 pixels of digit on a small one
+        scale = rng.uniform(0.3 if size >= 64 else 0.6, 1.0)
+        aspect, angle = rng.uniform(0.75, 1.3), rng.uniform(-12, 12)
         shift = (rng.uniform(-0.5, 0.5), rng.uniform(-0.5, 0.5))  # fraction of the free margin
-        dark_on_light = rng.random() < 0.75  # ink on paper mostly; chalk on a board sometimes
-        paper = rng.uniform(165, 255) if dark_on_light else rng.uniform(0, 90)
-        ink = rng.uniform(0, 90) if dark_on_light else rng.uniform(165, 255)
-        paper = np.clip(paper + rng.normal(0, 15, 3), 0, 255)
-        ink = np.clip(ink + rng.normal(0, 25, 3), 0, 255)
-        noise, blur = rng.uniform(0, 12), rng.uniform(0, 1.5) if rng.random() < 0.5 else 0.0
+        canvas = _placed(mask, size, scale, aspect, angle, shift, resample)
+    stroke = rng.random()
+    if stroke < 0.2:  # thick pen: dilate the ink by about 1/30 of the picture
+        canvas = canvas.filter(ImageFilter.MaxFilter(2 * max(1, size // 60) + 1))
+    elif stroke < 0.35:  # thin pen
+        canvas = canvas.filter(ImageFilter.MinFilter(2 * max(1, size // 90) + 1))
+    if rng.random() < 0.3:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5) * size / 96))
+    return _compose(canvas, rng)
+
+
+def _warp(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An elastic deformation of the 8x8 digit: a smooth random displacement of up to about a pixel."""
+    coarse = rng.normal(0, 0.35, (2, 3, 3))
+    field = [
+        np.asarray(Image.fromarray(c.astype(np.float32), "F").resize((8, 8), Image.Resampling.BICUBIC)) for c in coarse
+    ]
+    yy, xx = np.mgrid[0:8, 0:8].astype(np.float64)
+    return map_coordinates(
+        np.asarray(pixels, dtype=np.float64), [yy + field[0], xx + field[1]], order=1, mode="constant"
+    )
+
+
+def _affine(canvas: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Rotate, shear and scale a square mask about its centre (black where nothing maps)."""
+    angle, shear, scale = np.radians(rng.uniform(-10, 10)), rng.uniform(-0.25, 0.25), rng.uniform(0.85, 1.1)
+    c, s = np.cos(angle), np.sin(angle)
+    inverse = np.linalg.inv(np.array([[c, -s], [s, c]]) @ np.array([[1, shear], [0, 1]]) * scale)
+    centre = np.array([canvas.width, canvas.height]) / 2
+    offset = centre - inverse @ centre
+    coefficients = (inverse[0, 0], inverse[0, 1], offset[0], inverse[1, 0], inverse[1, 1], offset[1])
+    return canvas.transform(canvas.size, Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR)
+
+
+def _placed(
+    mask: Image.Image,
+    size: int,
+    scale: float,
+    aspect: float,
+    angle: float,
+    shift: tuple[float, float],
+    resample: Image.Resampling,
+) -> Image.Image:
+    """The digit's ink mask resized, rotated and pasted on a size x size black canvas."""
     height = max(4, int(size * scale))
-    width = max(4, int(height * 0.75 * aspect))  # sklearn digits are drawn a little taller than wide
-    mask = mask.resize((width, height), Image.Resampling.BICUBIC)
+    width = min(size, max(4, int(height * 0.75 * aspect)))  # sklearn digits are drawn a little taller than wide
+    mask = mask.resize((width, height), resample)
     if angle:
         mask = mask.rotate(angle, Image.Resampling.BILINEAR, expand=True)
     canvas = Image.new("L", (size, size), 0)
     free_x, free_y = max(0, size - mask.width), max(0, size - mask.height)
     canvas.paste(mask, (int(free_x * (0.5 + shift[0])), int(free_y * (0.5 + shift[1]))))
-    if blur:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
+    return canvas
+
+
+def _compose(canvas: Image.Image, rng: np.random.Generator | None) -> Image.Image:
+    """Ink over paper through the mask ``canvas``: black on white, or random colours, light and grain."""
+    size = canvas.width
     alpha = np.asarray(canvas, dtype=np.float64)[..., None] / 255
-    background = np.broadcast_to(paper, (size, size, 3))
-    if rng is not None and rng.random() < 0.3:  # uneven lighting
+    if rng is None:
+        return Image.fromarray(np.clip(255 * (1 - alpha), 0, 255).astype(np.uint8).repeat(3, axis=2), "RGB")
+    dark_on_light = rng.random() < 0.5  # ink on paper, or the dataset's (and MNIST's) white on black
+    if rng.random() < 0.4:  # pure black and white, as a dataset export is
+        paper, ink = (np.full(3, 255.0), np.zeros(3)) if dark_on_light else (np.zeros(3), np.full(3, 255.0))
+    else:
+        paper = rng.uniform(165, 255) if dark_on_light else rng.uniform(0, 90)
+        ink = rng.uniform(0, 90) if dark_on_light else rng.uniform(165, 255)
+        paper = np.clip(paper + rng.normal(0, 15, 3), 0, 255)
+        ink = np.clip(ink + rng.normal(0, 25, 3), 0, 255)
+    background = np.broadcast_to(paper, (size, size, 3)).astype(np.float64)
+    if rng.random() < 0.3:  # uneven lighting
         background = background + _ramp(size, rng)[..., None] * rng.uniform(-40, 40)
+    if rng.random() < 0.3:  # paper grain: smooth low-contrast blotches
+        cells = int(rng.integers(3, 16))
+        blotch = Image.fromarray(rng.integers(0, 256, (cells, cells), dtype=np.uint8), "L")
+        blotch = np.asarray(blotch.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float64) / 255 - 0.5
+        background = background + blotch[..., None] * rng.uniform(5, 30)
     pixels_rgb = background * (1 - alpha) + ink * alpha
-    if noise:
-        pixels_rgb = pixels_rgb + rng.normal(0, noise, pixels_rgb.shape)
+    if rng.random() < 0.5:
+        pixels_rgb = pixels_rgb + rng.normal(0, rng.uniform(0, 12), pixels_rgb.shape)
     return Image.fromarray(np.clip(pixels_rgb, 0, 255).astype(np.uint8), "RGB")
 
 
@@ -195,12 +281,16 @@ def _texture(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def split_digits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """sklearn digits (8x8, 0..16) as train / val / test, stratified and seeded: 64% / 16% / 20%."""
+    """sklearn digits (8x8, 0..16) but the last ``HOLDOUT`` (the rendering matrix's) as train / val / test,
+    stratified and seeded: 80% / 10% / 10% (every digit the matrix does not need is worth training on)."""
     digits = load_digits()
+    images, targets = digits.images[:-HOLDOUT], digits.target[:-HOLDOUT]
     rest_x, test_x, rest_y, test_y = train_test_split(
-        digits.images, digits.target, test_size=0.2, random_state=SEED, stratify=digits.target
+        images, targets, test_size=0.1, random_state=SEED, stratify=targets
     )
-    train_x, val_x, train_y, val_y = train_test_split(rest_x, rest_y, test_size=0.2, random_state=SEED, stratify=rest_y)
+    train_x, val_x, train_y, val_y = train_test_split(
+        rest_x, rest_y, test_size=1 / 9, random_state=SEED, stratify=rest_y
+    )
     return {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
 
 
@@ -211,9 +301,11 @@ def render_digits(images: np.ndarray, image_size: int, rng: np.random.Generator 
         if rng is None:
             out.append(to_model_input(render_digit(pixels), image_size))
             continue
-        img = render_digit(pixels, size=int(rng.integers(64, 257)), rng=rng)
+        # small pictures too (28x28 like MNIST): the serving resize upsamples them
+        size = int(rng.integers(20, 64)) if rng.random() < 0.25 else int(rng.integers(64, 257))
+        img = render_digit(pixels, size=size, rng=rng)
         jpeg = rng.random() < 0.4
-        out.append(to_model_input(img, image_size, fmt="JPEG" if jpeg else "PNG", quality=int(rng.integers(60, 96))))
+        out.append(to_model_input(img, image_size, fmt="JPEG" if jpeg else "PNG", quality=int(rng.integers(50, 96))))
     return np.stack(out)
 
 
@@ -258,11 +350,11 @@ def load_folder(data_dir: Path, labels: list[str], image_size: int) -> tuple[np.
 
 
 def digits_data(image_size: int, rng: np.random.Generator) -> Data:
-    """Each training digit drawn three times (canonical + two varied); tested canonical and varied."""
+    """Each training digit drawn ``DIGITS_DRAWS`` times (canonical + varied); tested canonical and varied."""
     parts = split_digits()
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = parts["train"], parts["val"], parts["test"]
-    x = np.concatenate([render_digits(train_x, image_size, r) for r in (None, rng, rng)])
-    val = np.concatenate([render_digits(val_x, image_size, r) for r in (None, rng)])
+    x = np.concatenate([render_digits(train_x, image_size, r) for r in (None, *[rng] * (DIGITS_DRAWS - 1))])
+    val = np.concatenate([render_digits(val_x, image_size, r) for r in (None, rng, rng)])
     tests = {
         "": (render_digits(test_x, image_size, None), test_y),
         "_varied": (render_digits(test_x, image_size, np.random.default_rng(SEED + 3)), test_y),
@@ -270,7 +362,15 @@ def digits_data(image_size: int, rng: np.random.Generator) -> Data:
     photos = (load_sample_image("china.jpg"), load_sample_image("flower.jpg"))  # train / evaluate
     n_ood = len(x) // (3 * len(OOD_KINDS))  # background ≈ a third of the real images, like 3 classes
     return _with_background(
-        DIGIT_LABELS, OOD_KINDS, (x, np.tile(train_y, 3)), (val, np.tile(val_y, 2)), tests, n_ood, 200, photos, rng
+        DIGIT_LABELS,
+        OOD_KINDS,
+        (x, np.tile(train_y, DIGITS_DRAWS)),
+        (val, np.tile(val_y, 3)),
+        tests,
+        n_ood,
+        200,
+        photos,
+        rng,
     )
 
 
@@ -439,7 +539,7 @@ def _id_metrics(probabilities: np.ndarray, y: np.ndarray, threshold: float, suff
 
 def train(
     models_dir: Path,
-    version: int = 1,
+    version: int | None = None,
     *,
     data_dir: Path | None = None,
     weights: Path | None = None,
@@ -449,6 +549,7 @@ def train(
 ) -> ModelManifest:
     """Train, calibrate, measure and write ``models_dir/<name>/<version>/{model.keras,manifest.json}``."""
     started = time.perf_counter()
+    version = version or (DIGITS_VERSION if data_dir is None else 1)
     keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
     threshold = DEFAULT_THRESHOLD
@@ -500,15 +601,35 @@ def train(
         "training_command": " ".join(command),
         "card": _card(data_dir, transfer, data.kinds, metrics),
     }
-    return write_version(models_dir, fields, "model.keras", lambda path: final.save(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "model.keras"
+        final.save(saved)
+        if data_dir is None:  # what users get: uploads through preprocess_image and the worker family
+            metrics["rendering_matrix"] = _rendering_matrix(fields, saved)
+            metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+            fields["card"] = _card(data_dir, transfer, data.kinds, metrics)
+        return write_version(models_dir, fields, "model.keras", lambda path: shutil.copyfile(saved, path))
+
+
+def _rendering_matrix(fields: dict[str, Any], artifact: Path) -> dict[str, Any]:
+    """``training.digits_eval`` over the saved file, loaded exactly as a worker loads it."""
+    from worker.families.image import ImageClassifier  # the serving code, not a copy of it
+
+    manifest = ModelManifest.model_validate({**fields, "artifact": artifact.name, "sha256": sha256_of(artifact)})
+    result = rendering_matrix(ImageClassifier(manifest, artifact))
+    log.info("training.image.rendering_matrix %s misses=%s", result, misses(result))
+    return result
 
 
 def _card(data_dir: Path | None, transfer: bool, kinds: tuple[str, ...], metrics: dict[str, Any]) -> dict[str, str]:
     if data_dir is None:
         summary = "A handwritten digit (0-9) from a picture; 'unknown' for anything that is not a digit."
         data = (
-            "scikit-learn load_digits (1,797 8x8 images), stratified 64/16/20 train/val/test split (seed 42), "
-            "rendered as RGB pictures with varied ink, paper, size, position, rotation, blur, noise and JPEG; "
+            f"scikit-learn load_digits (1,797 8x8 images): the last {HOLDOUT} held out for the rendering matrix, "
+            "the rest in a stratified 80/10/10 train/val/test split (seed 42), rendered as RGB pictures in both "
+            "polarities, elastically warped, as the whole 8x8 frame upscaled blocky (nearest) or smooth and "
+            "slanted, or drawn small, off-centre, rotated, thin or thick, with varied ink, paper grain, light, "
+            "blur, noise and JPEG; "
             "background class: synthetic noise, solid colours, gradients, shapes, textures and crops of "
             "scikit-learn's china.jpg (evaluated on flower.jpg crops and other seeds)"
         )
@@ -522,6 +643,19 @@ def _card(data_dir: Path | None, transfer: bool, kinds: tuple[str, ...], metrics
         data = f"{data_dir}: one folder per class, stratified 80/20 train/test split (seed 42)"
         limitations = "Only as good as the folder; 'unknown' was trained on synthetic pictures only."
     base = "frozen ImageNet MobileNetV2 base + new head" if transfer else "inverted-residual CNN from scratch"
+    card = {}
+    if "rendering_matrix" in metrics:
+        matrix = metrics["rendering_matrix"]
+        rows = "; ".join(
+            f"{name} {m['accuracy']:.1%} right, {m['unknown_rate']:.1%} unknown"
+            for name, m in matrix["renderings"].items()
+        )
+        card["evaluation"] = (
+            f"rendering matrix (training.digits_eval), {matrix['held_out_digits']} held-out digits per rendering, "
+            f"uploaded as files through preprocess_image and the worker: {rows}. Non-digit pictures answered "
+            f"unknown: {matrix['non_digit_unknown_rate_overall']:.1%} "
+            f"({', '.join(f'{k} {v:.1%}' for k, v in matrix['non_digit_unknown_rate'].items())})"
+        )
     return {
         "summary": summary,
         "data": data,
@@ -531,7 +665,7 @@ def _card(data_dir: Path | None, transfer: bool, kinds: tuple[str, ...], metrics
             "spread evenly over the labels, all inside the saved model"
         ),
         "limitations": limitations,
-    }
+    } | card
 
 
 def main() -> None:
@@ -541,7 +675,7 @@ def main() -> None:
     parser.add_argument("--name", help="model name (default: digits, or the data folder's name)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument("--version", type=int, help=f"default: {DIGITS_VERSION} for digits, 1 for a folder")
     parser.add_argument("--models-dir", type=Path, default=default_models_dir())
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
