@@ -32,9 +32,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(PY) -m bench.run --quick
 
-# make api-key NAME=ci SCOPES=submit,read   (prints the key once, and its MLQUEUE_API_KEYS entry)
+# make api-key NAME=ci SCOPES=submit,read [WEIGHT=2 PRIORITY=low MAX_PRIORITY=normal]
+# (prints the key once, and its MLQUEUE_API_KEYS entry)
+DEFAULT_SCOPES := submit,read  # a variable: a literal comma would split $(or ...)'s arguments
 api-key: $(STAMP)
-	$(PY) -m api.keys $(or $(NAME),me) --scopes $(or $(SCOPES),submit,read)
+	$(PY) -m api.keys $(or $(NAME),me) --scopes $(or $(SCOPES),$(DEFAULT_SCOPES)) \
+		$(if $(WEIGHT),--weight $(WEIGHT)) $(if $(PRIORITY),--priority $(PRIORITY)) \
+		$(if $(MAX_PRIORITY),--max-priority $(MAX_PRIORITY))
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

@@ -9,6 +9,7 @@ import redis.asyncio as aredis
 from celery import Celery
 from fastapi import Depends, Request
 
+from api.backlog import Backlog
 from api.decoding import PixelBudget
 from api.events import JobEvents
 from api.fleet import Fleet
@@ -33,6 +34,7 @@ class ApiState:
     limiter: Any  # api.ratelimit.RateLimiter
     pixel_budget: PixelBudget
     groups: GroupCommit  # single jobs are written through it, with those submitted at the same time
+    backlog: Backlog  # admission control and a queued job's place in line
 
 
 def state_of(request: Request) -> ApiState:

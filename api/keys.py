@@ -8,13 +8,16 @@ from __future__ import annotations
 import argparse
 import re
 
-from api.security import Scope, generate_key
+from api.security import Scope, generate_key, parse_api_keys
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("name", help="who the key is for (letters, digits, - and _)")
     parser.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin")
+    parser.add_argument("--weight", help="its share of a busy queue against other keys (default 1)")
+    parser.add_argument("--priority", choices=["high", "normal", "low"], help="default priority of its jobs")
+    parser.add_argument("--max-priority", choices=["high", "normal", "low"], help="the most it may ask for")
     args = parser.parse_args()
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", args.name):
         parser.error("name: 1-40 letters, digits, - or _")
@@ -22,7 +25,16 @@ def main() -> None:
         scopes = [Scope(s.strip()) for s in args.scopes.split(",") if s.strip()]
     except ValueError as exc:
         parser.error(str(exc))
-    key, entry = generate_key(args.name, scopes)
+    options = {
+        k: v
+        for k, v in (("weight", args.weight), ("priority", args.priority), ("max_priority", args.max_priority))
+        if v
+    }
+    try:
+        parse_api_keys(f"{args.name}={'0' * 64}:submit" + "".join(f";{k}={v}" for k, v in options.items()))
+    except ValueError as exc:
+        parser.error(str(exc))
+    key, entry = generate_key(args.name, scopes, options)
     print(f"API key (shown once, keep it secret):\n  {key}\n")  # noqa: T201 - CLI output
     print(f"Add to MLQUEUE_API_KEYS (comma-separated with any others):\n  {entry}")  # noqa: T201
 

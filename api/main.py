@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.backlog import Backlog
 from api.decoding import PixelBudget
 from api.deps import ApiState
 from api.errors import install_error_handlers
@@ -58,11 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             repository=ModelRepository(settings.models_dir),
             publisher=publisher,
             fleet=Fleet(client, settings.heartbeat_interval_s),
-            batches=AsyncBatchStore(client, binary, settings.job_ttl_s),
+            batches=AsyncBatchStore(client, binary, settings.job_ttl_s, settings.priority_step),
             api_keys=api_keys,
             limiter=RateLimiter(client, limits),
             pixel_budget=PixelBudget(settings.decode_pixel_budget),
             groups=GroupCommit(store, publisher),
+            backlog=Backlog(client, settings, {f"key:{k.name}": k.weight for k in api_keys.values()}),
         )
         if not api_keys:
             log.warning("auth.disabled: no MLQUEUE_API_KEYS configured; anyone who can reach the API can use it")

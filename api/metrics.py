@@ -26,7 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.security import require_metrics_token
 from shared.jobs import job_id_created_at
-from shared.queues import Queue
+from shared.queues import MODEL_QUEUES, Queue
+from shared.scheduler import queue_state
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,21 @@ JOBS_CREATED = Counter(
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
-    "mlqueue_queue_depth", "Messages waiting in the queue (not yet taken by a worker).", ["queue"], registry=REGISTRY
+    "mlqueue_queue_depth",
+    "Work waiting in the queue, not yet claimed by a worker: single jobs and batch chunks (model queues), "
+    "deliveries (webhooks).",
+    ["queue"],
+    registry=REGISTRY,
 )
 QUEUE_OLDEST_AGE = Gauge(
     "mlqueue_queue_oldest_age_seconds",
-    "Age of the oldest message waiting in the queue; 0 when the queue is empty.",
+    "Age of the oldest work waiting in the queue; 0 when the queue is empty.",
+    ["queue"],
+    registry=REGISTRY,
+)
+QUEUE_DRAIN_RATE = Gauge(
+    "mlqueue_queue_drain_rate",
+    "Work claimed per second from a model queue over the last 10 s (what queue.eta_s and Retry-After use).",
     ["queue"],
     registry=REGISTRY,
 )
@@ -134,13 +145,10 @@ def message_created_s(raw: Any) -> float | None:
 
 
 class QueueSampler:
-    """Reads the queue gauges from Redis. Celery's Redis transport keeps each queue as a LIST named
-    after it, pushed with LPUSH and popped with BRPOP, so the oldest message is at index -1. (With
-    message priorities it would also use ``{queue}\\x06\\x16{priority}`` lists; mlqueue sends every task
-    at the default priority, which uses the plain name only.)
-
-    A message whose id is no ULID (e.g. a webhook delivery, whose task id is a UUID) is dated from
-    the first scrape that saw it at the tail: a lower bound of its age."""
+    """Reads the queue gauges from Redis. Model queues: the scheduler's line. The webhooks queue is a
+    plain Celery queue: kombu's Redis transport keeps it as a LIST pushed with LPUSH and popped with
+    BRPOP, so the oldest message is at index -1; a message whose id is no ULID (a delivery's task id
+    is a UUID) is dated from the first scrape that saw it at the tail: a lower bound of its age."""
 
     def __init__(self) -> None:
         self._first_seen: dict[str, tuple[str, float]] = {}  # queue -> (raw message, first seen at)
@@ -151,27 +159,33 @@ class QueueSampler:
         except Exception as exc:  # noqa: BLE001 - the HTTP metrics still answer when Redis is down
             log.warning("metrics.queue_sample_failed error=%s", exc)
             QUEUE_SCRAPE_OK.set(0)
-            for gauge in (QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_CONSUMERS, QUEUE_WAITING_WITHOUT_CONSUMER):
+            gauges = (QUEUE_DEPTH, QUEUE_OLDEST_AGE, QUEUE_DRAIN_RATE, QUEUE_CONSUMERS, QUEUE_WAITING_WITHOUT_CONSUMER)
+            for gauge in gauges:
                 gauge.clear()  # no stale numbers: an absent series is "unknown", not "empty"
             return
         QUEUE_SCRAPE_OK.set(1)
 
     async def _sample(self, state: Any) -> None:
-        queues = [q.value for q in Queue]
+        """Model queues from the scheduler's line (``shared.scheduler``); the webhooks queue, a
+        plain Celery queue, from its list."""
+        now = time.time()
+        depths: dict[str, tuple[int, float]] = {}
+        for queue in MODEL_QUEUES:
+            line = await queue_state(state.redis, queue.value, now)
+            depths[queue.value] = line.backlog, line.oldest_age_s
+            QUEUE_DRAIN_RATE.labels(queue=queue.value).set(line.drain_rate)
         async with state.redis.pipeline(transaction=False) as pipe:
-            for name in queues:
-                pipe.llen(name)
-                pipe.lrange(name, -OLDEST_SCAN, -1)
-            replies = await pipe.execute()
+            pipe.llen(Queue.WEBHOOKS.value)
+            pipe.lrange(Queue.WEBHOOKS.value, -OLDEST_SCAN, -1)
+            depth, tail = await pipe.execute()
+        depths[Queue.WEBHOOKS.value] = int(depth), self._oldest_age(Queue.WEBHOOKS.value, tail, now) if depth else 0
         workers = await state.fleet.workers(fresh=True)
         consumers = await state.fleet.consumers()
-        now = time.time()
         LIVE_WORKERS.set(len(workers))
-        for i, name in enumerate(queues):
-            depth, tail = int(replies[2 * i]), replies[2 * i + 1]
+        for name, (depth, oldest) in depths.items():
             live = len(consumers.get(name, []))
             QUEUE_DEPTH.labels(queue=name).set(depth)
-            QUEUE_OLDEST_AGE.labels(queue=name).set(self._oldest_age(name, tail, now) if depth else 0)
+            QUEUE_OLDEST_AGE.labels(queue=name).set(oldest)
             QUEUE_CONSUMERS.labels(queue=name).set(live)
             QUEUE_WAITING_WITHOUT_CONSUMER.labels(queue=name).set(depth if live == 0 else 0)
 

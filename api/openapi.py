@@ -27,15 +27,16 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int, str] = {
     400: "Malformed content: not JSON, a corrupt upload, a bad header value",
     401: "No API key, or an unknown one (`WWW-Authenticate: Bearer`)",
-    403: "The API key lacks the scope this route needs",
+    403: "The API key lacks the scope this route needs (or the priority asked for is above its ceiling)",
     404: "Unknown model or job (another key's job is unknown too)",
     409: "Conflict: Idempotency-Key reused with another body, or the job is in the wrong state",
     410: "The job's data expired; the tombstone answers `status: expired`",
     413: "Request body over the configured limit",
     415: "Unsupported media type (JSON for a model that takes images, or the reverse)",
     422: "The request does not fit the schema or the model's input",
-    429: "Rate limit exceeded; `Retry-After` says when to come back",
-    503: "Redis, the broker or every worker for the model is unavailable; retry later",
+    429: "Rate limit exceeded, or the model's queue is full and this key holds more than its fair share of it; "
+    "`Retry-After` says when to come back",
+    503: "The model's queue is full, or Redis is unavailable; `Retry-After` says when to come back",
 }
 
 # What any route behind ``api.security.authorize`` can answer: the key check, the rate limit
@@ -51,8 +52,9 @@ def error_responses(*statuses: int, authorized: bool = True) -> dict[int | str, 
         status: {"model": ExpiredJob if status == 410 else ErrorBody, "description": ERRORS[status]}
         for status in wanted
     }
-    if 429 in responses:  # the rate limiter always sets it (a 503 sets it only when Redis is down)
-        responses[429]["headers"] = {"Retry-After": RETRY_AFTER}
+    for status in (429, 503):  # every 429 and 503 says when to come back (api.errors)
+        if status in responses:
+            responses[status]["headers"] = {"Retry-After": RETRY_AFTER}
     return responses
 
 

@@ -23,6 +23,7 @@ from api.deps import state_of
 from api.ratelimit import enforce, enforce_auth_failures
 from shared.errors import Forbidden, Unauthorized
 from shared.jobs import Job
+from shared.scheduler import Priority
 
 
 class Scope(StrEnum):
@@ -35,6 +36,9 @@ class Scope(StrEnum):
 class ApiKey:
     name: str
     scopes: frozenset[Scope]
+    weight: float = 1.0  # its share of a busy queue, against the other keys with work waiting
+    priority: Priority = Priority.NORMAL  # of its jobs that do not say
+    max_priority: Priority = Priority.HIGH  # the most it may ask for
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,23 @@ class Principal:
     @property
     def owner(self) -> str | None:
         return self.key.name if self.key else None
+
+    @property
+    def weight(self) -> float:
+        return self.key.weight if self.key else 1.0
+
+    def priority_for(self, requested: Priority | None) -> Priority:
+        """The priority a job of this caller runs at: what it asked for, else its key's default;
+        403 above its key's ceiling (a silent downgrade would surprise more than a refusal)."""
+        if self.key is None:
+            return requested or Priority.NORMAL
+        priority = requested or self.key.priority
+        if priority.rank < self.key.max_priority.rank:
+            raise Forbidden(
+                f"this API key may submit at most {self.key.max_priority.value!r} priority",
+                code="priority_not_allowed",
+            )
+        return priority
 
     @property
     def can_see_all(self) -> bool:
@@ -70,22 +91,50 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+KEY_OPTIONS = ("weight", "priority", "max_priority")
+
+
 def parse_api_keys(text: str) -> dict[str, ApiKey]:
-    """``name=<sha256>:scope|scope,...`` → {sha256: ApiKey}. Raises ValueError on a bad entry."""
+    """``name=<sha256>:scope|scope[;weight=2][;priority=low][;max_priority=normal],...`` →
+    {sha256: ApiKey}. Raises ValueError on a bad entry (the API refuses to start)."""
     keys: dict[str, ApiKey] = {}
     for entry in filter(None, (e.strip() for e in text.split(","))):
         name, _, rest = entry.partition("=")
-        digest, _, scopes = rest.partition(":")
+        digest, _, tail = rest.partition(":")
+        scopes, *options = tail.split(";")
         if not name or len(digest) != 64 or not scopes:
             raise ValueError(f"bad MLQUEUE_API_KEYS entry {entry[:40]!r}: expected name=<sha256>:scope|scope")
-        keys[digest.lower()] = ApiKey(name, frozenset(Scope(s) for s in scopes.split("|")))
+        keys[digest.lower()] = ApiKey(name, frozenset(Scope(s) for s in scopes.split("|")), **_key_options(options))
     return keys
 
 
-def generate_key(name: str, scopes: list[Scope]) -> tuple[str, str]:
+def _key_options(options: list[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        key = key.strip()
+        if key not in KEY_OPTIONS or not value:
+            raise ValueError(f"bad MLQUEUE_API_KEYS option {option[:40]!r}: expected one of {', '.join(KEY_OPTIONS)}")
+        if key == "weight":
+            weight = float(value)
+            if not 0.01 <= weight <= 1000:
+                raise ValueError(f"MLQUEUE_API_KEYS weight must be from 0.01 to 1000, got {value[:20]!r}")
+            parsed[key] = weight
+        else:
+            parsed[key] = Priority(value.strip())
+    if (
+        Priority(parsed.get("priority", Priority.NORMAL)).rank
+        < Priority(parsed.get("max_priority", Priority.HIGH)).rank
+    ):
+        raise ValueError("MLQUEUE_API_KEYS: a key's default priority must not be above its max_priority")
+    return parsed
+
+
+def generate_key(name: str, scopes: list[Scope], options: dict[str, str] | None = None) -> tuple[str, str]:
     """A new key and its ``MLQUEUE_API_KEYS`` entry. The key is shown once and never stored."""
     key = f"mlq_{name}_{secrets.token_urlsafe(32)}"
-    return key, f"{name}={hash_key(key)}:{'|'.join(s.value for s in scopes)}"
+    extra = "".join(f";{k}={v}" for k, v in (options or {}).items())
+    return key, f"{name}={hash_key(key)}:{'|'.join(s.value for s in scopes)}{extra}"
 
 
 # Declares the scheme in the OpenAPI document on every route that uses ``authorize``. It never

@@ -11,9 +11,10 @@ from fastapi import Request
 from api.deps import ApiState
 from api.lifecycle import read_job
 from shared.errors import Conflict
-from shared.jobs import Job, JobKind, JobPublic
+from shared.jobs import Job, JobKind, JobPublic, JobStatus, QueueInfo
 
 KEEPALIVE_S = 15.0
+QUEUE_EVERY_S = 1.0  # a queued job's place in line is looked at this often
 
 
 def _require_batch(job: Job) -> None:
@@ -42,25 +43,38 @@ def results_stream(state: ApiState, job: Job) -> AsyncIterator[bytes]:
     return state.batches.stream(job.id, job.chunks or 0, job.chunk_size or 1, total)
 
 
-def sse(event: str, job: Job, event_id: int) -> bytes:
-    data = JobPublic.from_job(job).model_dump_json()
+def sse(event: str, job: Job, event_id: int, queue: QueueInfo | None = None) -> bytes:
+    data = JobPublic.from_job(job, queue).model_dump_json()
     return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
 async def job_event_stream(state: ApiState, job: Job, request: Request) -> AsyncIterator[bytes]:
-    """``status`` events on every state change, ``progress`` events as batch chunks finish; ends
-    after the terminal state. Woken by the events channel; a comment every 15 s keeps proxies open."""
+    """``status`` events on every state change, ``progress`` events as batch chunks finish,
+    ``queue`` events while it waits (its place in line, checked every second, sent when it moves);
+    ends after the terminal state. Woken by the events channel; a comment every 15 s keeps proxies
+    open."""
     event_id = 0
     with state.events.subscribe(job.id) as events:
         job = await read_job(state, job.id)
-        yield sse("status", job, event_id)
+        place = await state.backlog.place(job)
+        yield sse("status", job, event_id, place)
+        quiet_s = 0.0
         while not job.status.is_terminal():
+            timeout = QUEUE_EVERY_S if job.status is JobStatus.QUEUED else KEEPALIVE_S
             try:
-                await asyncio.wait_for(events.get(), KEEPALIVE_S)
+                await asyncio.wait_for(events.get(), timeout)
             except TimeoutError:
                 if await request.is_disconnected():
                     return
-                yield b": keep-alive\n\n"
+                moved = await state.backlog.place(job) if job.status is JobStatus.QUEUED else None
+                if moved is not None and moved != place:
+                    event_id, place, quiet_s = event_id + 1, moved, 0.0
+                    yield sse("queue", job, event_id, place)
+                    continue
+                quiet_s += timeout
+                if quiet_s >= KEEPALIVE_S:
+                    quiet_s = 0.0
+                    yield b": keep-alive\n\n"
                 continue
             previous, job = job, await read_job(state, job.id)
             if job.status != previous.status:

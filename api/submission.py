@@ -19,15 +19,17 @@ import anyio
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from api.backlog import info
 from api.body import media_type, read_form, read_json
 from api.decoding import decode_within_budget
 from api.deps import ApiState
 from api.lifecycle import await_terminal, notify, wait_for_terminal
 from api.metrics import record_job_created
+from api.security import Principal
 from shared import cache
 from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
-from shared.celery_messages import chunk_message
+from shared.celery_messages import ticket_message
 from shared.durations import parse_duration
 from shared.errors import BadRequest, InvalidInput, MlqueueError, PayloadTooLarge, Unavailable, UnsupportedMediaType
 from shared.jobs import (
@@ -39,6 +41,7 @@ from shared.jobs import (
     JobMetrics,
     JobProgress,
     JobStatus,
+    QueueInfo,
     SubmitOptions,
     WebhookEvent,
     WebhookSpec,
@@ -46,8 +49,9 @@ from shared.jobs import (
 )
 from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
+from shared.scheduler import Priority, Work, chunk_member
 from shared.ssrf import check_url
-from shared.store import NewJob
+from shared.store import Enqueue, NewJob
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,8 @@ log = logging.getLogger(__name__)
 # (Python's ``int`` refuses 4,300+ digits), as a whole token: ``wait=1e9`` is not ``wait=1``.
 _WAIT_RE = re.compile(r'(?:^|[,;\s])wait\s*=\s*("?)([0-9]{1,6})\1\s*(?:$|[,;])')
 RESOLVE_TIMEOUT_S = 5.0
-FORM_FIELDS = {"version", "webhook", "webhook_events_filter"}
+FORM_FIELDS = {"version", "webhook", "webhook_events_filter", "priority"}
+TICKETS_PER_BATCH = 8  # a batch wakes this many workers at most; each drains the line while work remains
 
 
 @dataclass
@@ -68,6 +73,7 @@ class Submission:
     images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
     webhook: str | None = None
     webhook_events: list[WebhookEvent] | None = None
+    priority: Priority | None = None  # as asked; ``Options.priority_for`` decides
     fingerprint: str = ""  # what Idempotency-Key compares
 
 
@@ -79,6 +85,19 @@ class Options:
     cancel_after_s: float | None = None
     owner: str | None = None  # the API key creating the job
     wait_s: float = 0  # Prefer: wait
+    principal: Principal | None = None  # who submits: fair-share key, weight, priorities
+
+    @property
+    def share_key(self) -> str:
+        """Whose share of the queue the job counts against: the API key, or the client's address."""
+        return self.principal.client if self.principal else "-"
+
+    @property
+    def weight(self) -> float:
+        return self.principal.weight if self.principal else 1.0
+
+    def priority_for(self, requested: Priority | None) -> Priority:
+        return self.principal.priority_for(requested) if self.principal else requested or Priority.NORMAL
 
     @property
     def idempotency_scope(self) -> str | None:
@@ -150,6 +169,7 @@ def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
         inputs=getattr(request, "inputs", None),
         webhook=request.webhook,
         webhook_events=request.webhook_events_filter,
+        priority=request.priority,
     )
 
 
@@ -178,7 +198,7 @@ def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], f
     unknown = sorted(set(fields) - FORM_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown form fields: {', '.join(u[:50] for u in unknown)}", code="invalid_request")
-    data: dict[str, Any] = {k: v for k, v in fields.items() if k == "webhook"}
+    data: dict[str, Any] = {k: v for k, v in fields.items() if k in ("webhook", "priority")}
     if "version" in fields:
         data["version"] = parse_version(fields["version"])
     if "webhook_events_filter" in fields:
@@ -189,6 +209,7 @@ def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], f
         images=uploads,
         webhook=options.webhook,
         webhook_events=options.webhook_events_filter,
+        priority=options.priority,
     )
 
 
@@ -229,6 +250,7 @@ async def new_job(
         webhook=await check_webhook(state, sub),
         deadline_at=now + options.cancel_after_s if options.cancel_after_s else None,
         owner=options.owner,
+        priority=options.priority_for(sub.priority),
         **fields,
     )
     return manifest, job
@@ -255,16 +277,38 @@ def check_input_kind(manifest: ModelManifest, sub: Submission) -> None:
         raise UnsupportedMediaType(f"model {manifest.name} takes JSON input, not a file upload", code="json_required")
 
 
-async def create_job(state: ApiState, model: str, sub: Submission, options: Options) -> tuple[Job, bool]:
-    """One prediction. Returns (job, created): an Idempotency-Key replay returns the first job."""
-    manifest, job = await new_job(state, model, sub, options)
-    check_input_kind(manifest, sub)
+@dataclass(frozen=True)
+class Created:
+    """What a submission answers: the job, whether this request created it (an Idempotency-Key
+    replay did not), and its place in line when it was queued."""
+
+    job: Job
+    created: bool
+    queue: QueueInfo | None = None
+
+
+async def create_job(
+    state: ApiState,
+    model: str,
+    sub: Submission,
+    options: Options,
+    prepared: tuple[Any, bytes] | None = None,
+    retry_of: str | None = None,
+) -> Created:
+    """One prediction. An Idempotency-Key replay returns the first job. ``prepared``: an image's
+    record input and decoded pixels already (a retry's), instead of the submission's file."""
+    manifest, job = await new_job(state, model, sub, options, retry_of=retry_of)
+    if prepared is None:
+        check_input_kind(manifest, sub)
     blob = None
-    if sub.images:
+    if prepared is not None:
+        job_input, blob = prepared
+        normalized: Any = blob
+    elif sub.images:
         filename, data = sub.images[0]
         blob = await decode_image(state, manifest, data)
-        job_input: Any = {"filename": filename[:200], "bytes": len(data)}
-        normalized: Any = blob
+        job_input = {"filename": filename[:200], "bytes": len(data)}
+        normalized = blob
     else:
         normalized = validate_features(manifest, sub.input)
         job_input = sub.input
@@ -274,6 +318,8 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if output is not None:
             return await create_cached(state, job, output, options)
         job.cache_key = key
+    await state.backlog.admit(job.queue, options.share_key, options.weight, 1)
+    place = None
     with state.events.subscribe(job.id) as events:  # before the job exists: no event can be missed
         scope = options.idempotency_scope
         existing = await state.store.claim_idempotency(job, scope) if scope is not None else None
@@ -281,17 +327,18 @@ async def create_job(state: ApiState, model: str, sub: Submission, options: Opti
         if existing is not None:
             job = existing
         else:  # written with the jobs submitted at the same time (api.group_commit)
-            await state.groups.create(NewJob(job, job_input, blob), request_id_var.get())
+            work = Work(job.id, options.share_key, job.priority, 1, options.weight)
+            place = await state.groups.create(NewJob(job, job_input, blob), work, request_id_var.get())
             log.info("job.enqueued model=%s version=%s queue=%s", job.model, job.version, job.queue)
             record_job_created(job.model, job.kind.value)
             if options.wait_s:
                 job = await await_terminal(state, job, events, options.wait_s)
     if not created and options.wait_s:
         job = await wait_for_terminal(state, job, options.wait_s)
-    return job, created
+    return Created(job, created, place)
 
 
-async def create_cached(state: ApiState, job: Job, output: Any, options: Options) -> tuple[Job, bool]:
+async def create_cached(state: ApiState, job: Job, output: Any, options: Options) -> Created:
     """A cache hit: the job is written already succeeded and no task is sent."""
     now = time.time()
     total_ms = round((now - job.created_at) * 1000, 3)
@@ -309,18 +356,26 @@ async def create_cached(state: ApiState, job: Job, output: Any, options: Options
     if created:
         record_job_created(job.model, job.kind.value)
         await notify(state, job, WebhookEvent.COMPLETED)
-    return job, created
+    return Created(job, created)
 
 
-async def create_batch(state: ApiState, model: str, sub: Submission, options: Options) -> tuple[Job, bool]:
+async def create_batch(
+    state: ApiState,
+    model: str,
+    sub: Submission,
+    options: Options,
+    prepared: tuple[list[Any], dict[int, bytes]] | None = None,
+    retry_of: str | None = None,
+) -> Created:
     """Many inputs as one job, split into chunks that workers run in parallel. Rows are checked
-    one by one by the workers: a bad row fails that item, not the batch."""
-    total = len(sub.images) or len(sub.inputs or ())
+    one by one by the workers: a bad row fails that item, not the batch. ``prepared``: rows and
+    decoded images already (a retry's), instead of the submission's."""
+    total = len(prepared[0]) if prepared else len(sub.images) or len(sub.inputs or ())
     if total > state.settings.max_batch_rows:
         raise PayloadTooLarge(
             f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code="batch_too_large"
         )
-    is_image = bool(sub.images)
+    is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared[0]))
     chunk_size = state.settings.batch_chunk_images if is_image else state.settings.batch_chunk_rows
     bounds = chunk_bounds(total, chunk_size)
     manifest, job = await new_job(
@@ -332,25 +387,36 @@ async def create_batch(state: ApiState, model: str, sub: Submission, options: Op
         progress=JobProgress(total=total),
         chunks=len(bounds),
         chunk_size=chunk_size,
+        retry_of=retry_of,
     )
-    check_input_kind(manifest, sub)
-    rows, images = await _batch_rows(state, manifest, sub)
+    if prepared is None:
+        check_input_kind(manifest, sub)
+    await state.backlog.admit(job.queue, options.share_key, options.weight, len(bounds))
+    rows, images = prepared or await _batch_rows(state, manifest, sub)
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
-        return await wait_for_terminal(state, job, options.wait_s), False
+        return Created(await wait_for_terminal(state, job, options.wait_s), False)
     headers = request_headers()
-    messages = [
-        chunk_message(state.publisher, job.queue, job.id, c, job.created_at, headers) for c in range(len(bounds))
+    tickets = [ticket_message(state.publisher, job.queue, headers) for _ in range(min(len(bounds), TICKETS_PER_BATCH))]
+    items = [
+        Work(chunk_member(job.id, c), options.share_key, job.priority, b - a, options.weight)
+        for c, (a, b) in enumerate(bounds)
     ]
     try:
-        await state.batches.write_inputs(job.id, (rows[a:b] for a, b in bounds), images, messages)
+        chunks = (rows[a:b] for a, b in bounds)
+        ranked = await state.batches.write_inputs(job.id, chunks, images, Enqueue(job.queue, items, tickets))
     except Exception as exc:
         with contextlib.suppress(Exception):  # Redis is likely down: the 503 is what matters
             await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
         raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
     log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
     record_job_created(job.model, job.kind.value)
-    return await wait_for_terminal(state, job, options.wait_s), True
+    job = await wait_for_terminal(state, job, options.wait_s)
+    return Created(job, True, info(ranked.ahead[0], ranked.drain_rate))
+
+
+def _is_image_row(row: Any) -> bool:
+    return isinstance(row, dict) and "image" in row
 
 
 async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[list[Any], dict[int, bytes]]:

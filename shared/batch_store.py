@@ -1,11 +1,11 @@
 """Batch jobs in Redis: inputs and results stored per chunk, progress counted atomically.
 
-    mlqueue:batch:{id}:in:{c}    JSON list: chunk c's inputs (deleted once the chunk is done)
+    mlqueue:batch:{id}:in:{c}    JSON list: chunk c's inputs (deleted once the chunk is done, unless
+                                 some of its items failed: ``POST /v1/jobs/{id}/retry`` re-runs those)
     mlqueue:batch:{id}:out:{c}   NDJSON: chunk c's results, one per line, in input order (streamed
                                  back as stored: no parsing on the way out)
     mlqueue:batch:{id}:done      set of finished chunk indexes (a redelivered chunk counts once)
-    mlqueue:batch:{id}:img:{i}   image i's pixels (image batches), deleted with its chunk
-    mlqueue:batch:{id}:runners   hash: chunk -> the worker incarnation running it (for the sweeper)
+    mlqueue:batch:{id}:img:{i}   image i's pixels (image batches), deleted with its chunk's inputs
 
 Neither the API nor a worker ever holds more than the request body and one chunk of results.
 A result item is ``{"index", "status": "succeeded"|"failed", "output" | "error"}``.
@@ -16,16 +16,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
 
 from shared import fastjson
-from shared.store import EVENTS_CHANNEL, PREFIX, inflight_key, job_key, push_messages
-
-if TYPE_CHECKING:  # only for types: this module must not pull Celery in
-    from shared.celery_messages import Outbound
+from shared.redis_keys import PREFIX
+from shared.scheduler import Ranked, queue_keys, register_enqueue
+from shared.store import EVENTS_CHANNEL, Enqueue, job_key, push_work
 
 # KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
 # Returns nil (job gone), {0, reason} (not counted), or {1, final (0|1), done, failed, status}.
@@ -37,7 +36,7 @@ local ttl = tonumber(ARGV[5])
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return {0, 'duplicate'} end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('SET', KEYS[3], ARGV[2], 'EX', ttl)
-redis.call('DEL', KEYS[4])
+if tonumber(ARGV[4]) == 0 then redis.call('DEL', KEYS[4]) end  -- failed rows' inputs stay, for a retry
 local done = redis.call('HINCRBY', KEYS[1], 'progress_done', tonumber(ARGV[3]) + tonumber(ARGV[4]))
 local failed = redis.call('HINCRBY', KEYS[1], 'progress_failed', tonumber(ARGV[4]))
 local predict_ms = redis.call('HINCRBYFLOAT', KEYS[1], 'predict_ms_sum', ARGV[8])
@@ -74,10 +73,6 @@ def done_key(job_id: str) -> str:
     return f"{PREFIX}:batch:{job_id}:done"
 
 
-def runners_key(job_id: str) -> str:
-    return f"{PREFIX}:batch:{job_id}:runners"
-
-
 def image_key(job_id: str, index: int) -> str:
     return f"{PREFIX}:batch:{job_id}:img:{index}"
 
@@ -89,21 +84,19 @@ def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:
 class AsyncBatchStore:
     """The API's side: write the chunked inputs, read results back in order."""
 
-    def __init__(self, client: aredis.Redis, binary: aredis.Redis, ttl_s: int) -> None:
+    def __init__(self, client: aredis.Redis, binary: aredis.Redis, ttl_s: int, priority_step: float) -> None:
         self.r = client
         self.binary = binary
         self.ttl_s = ttl_s
+        self.priority_step = priority_step
+        self._enqueue = register_enqueue(client)
 
     async def write_inputs(
-        self,
-        job_id: str,
-        chunks: Iterable[list[Any]],
-        images: dict[int, bytes] | None = None,
-        messages: Sequence[Outbound] = (),
-    ) -> None:
+        self, job_id: str, chunks: Iterable[list[Any]], images: dict[int, bytes] | None, work: Enqueue
+    ) -> Ranked:
         """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer;
-        then the chunk tasks' messages, so no worker looks for an input not yet written. The
-        batch's own in-flight mark gives way to its chunks' in the same transaction."""
+        then the chunks are queued, so no worker looks for an input not yet written. The batch's
+        pending mark goes in the same transaction."""
         if images:
             async with self.binary.pipeline(transaction=False) as pipe:
                 for index, pixels in images.items():
@@ -116,10 +109,10 @@ class AsyncBatchStore:
                     await pipe.execute()
             await pipe.execute()
         async with self.r.pipeline(transaction=True) as pipe:
-            push_messages(pipe, messages, self.ttl_s)
-            for queue in {m.queue for m in messages}:
-                pipe.zrem(inflight_key(queue), job_id)
-            await pipe.execute()
+            at = await push_work(pipe, self._enqueue, work, time.time(), self.priority_step, self.ttl_s)
+            pipe.zrem(queue_keys(work.queue).pending, job_id)
+            replies = await pipe.execute()
+        return Ranked.from_reply(replies[at])
 
     async def results(self, job_id: str, chunk_size: int, total: int, offset: int, limit: int) -> list[dict[str, Any]]:
         """Items ``offset .. offset+limit`` in input order; items of unfinished chunks are ``pending``."""
@@ -132,6 +125,33 @@ class AsyncBatchStore:
         for c, value in zip(range(first, last + 1), raw, strict=True):
             lines.extend(value.split("\n") if value else _pending(c, chunk_size, total).splitlines())
         return [json.loads(line) for line in lines[offset - first * chunk_size : end - first * chunk_size]]
+
+    async def unfinished_items(
+        self, job_id: str, chunks: int, chunk_size: int
+    ) -> tuple[list[Any], dict[int, bytes]] | None:
+        """The inputs of every item that did not succeed (failed, or never ran), in index order,
+        with their images renumbered from 0; None when some were no longer stored (expired)."""
+        rows: list[Any] = []
+        images: dict[int, bytes] = {}
+        for c in range(chunks):
+            done, raw = await self.r.get(out_key(job_id, c)), await self.binary.get(in_key(job_id, c))
+            results = [json.loads(line) for line in done.split("\n")] if done else None
+            wanted = [i for i, item in enumerate(results) if item["status"] != "succeeded"] if results else None
+            if wanted == []:
+                continue
+            if raw is None:
+                return None
+            chunk_rows = fastjson.loads(raw)
+            for i in wanted if wanted is not None else range(len(chunk_rows)):
+                row = chunk_rows[i]
+                if isinstance(row, dict) and set(row) == {"image"}:
+                    pixels = await self.binary.get(image_key(job_id, c * chunk_size + i))
+                    if pixels is None:
+                        return None
+                    images[len(rows)] = pixels
+                    row = {"image": len(rows)}
+                rows.append(row)
+        return rows, images
 
     async def stream(self, job_id: str, chunks: int, chunk_size: int, total: int) -> AsyncIterator[bytes]:
         """Every result as NDJSON, one chunk in memory at a time."""
@@ -157,13 +177,9 @@ class BatchStore:
     def is_done(self, job_id: str, chunk: int) -> bool:
         return bool(self.r.sismember(done_key(job_id), chunk))
 
-    def read_inputs(self, job_id: str, chunk: int, runner: str) -> list[Any] | None:
-        """The chunk's inputs, recording ``runner`` as the worker running it (for the sweeper)."""
-        with self.binary.pipeline(transaction=False) as pipe:
-            pipe.hset(runners_key(job_id), str(chunk), runner)
-            pipe.expire(runners_key(job_id), self.ttl_s)
-            pipe.get(in_key(job_id, chunk))  # bytes, as the parser takes them
-            raw = pipe.execute()[-1]
+    def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
+        """The chunk's inputs (None once the chunk is done)."""
+        raw = self.binary.get(in_key(job_id, chunk))  # bytes, as the parser takes them
         return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:
@@ -193,7 +209,7 @@ class BatchStore:
                 repr(predict_ms),
             ],
         )
-        if image_indexes:
+        if image_indexes and not failed:
             self.binary.delete(*[image_key(job_id, i) for i in image_indexes])
         if res is None:
             return False, False, None

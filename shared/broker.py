@@ -6,12 +6,20 @@ copies its table of ~250 response callbacks into a new case-insensitive dict: 10
 CPU under load here (py-spy, iris jobs at concurrency 64). A client is a thread-safe facade over
 its pool, so one per channel serves every caller; it is made again if kombu replaces the pool.
 ``python -m worker`` selects this transport for ``redis://`` brokers.
+
+A second change works around kombu#970 / kombu#582: when the broker connection drops while a
+message is unacknowledged, the consumer closes its channel, and closing restores the unacked
+messages through a new pool built from the connection's parameters, which are already gone: an
+``AttributeError`` there is "unrecoverable" and stops the worker. Here that is a ``ConnectionError``,
+which kombu ignores on close; the message goes back after the visibility timeout instead (a
+ticket: the sweeper has sent another long before).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 
 
@@ -22,6 +30,8 @@ class Channel(kombu_redis.Channel):
         if asynchronous:  # the consumer's own BRPOP client: made once per channel already
             return super()._create_client(asynchronous=True)
         client = self._sync_client
+        if self._pool is None and getattr(self.connection, "client", None) is None:
+            raise redis.ConnectionError("the broker connection is closed")  # kombu#970: see above
         if client is None or client.connection_pool is not self.pool:
             client = self._sync_client = super()._create_client()
         return client

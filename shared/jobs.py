@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from shared.scheduler import Priority
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -102,6 +104,8 @@ class Job(BaseModel):
     owner: str | None = None  # the API key that created it (None when authentication is off)
     chunks: int | None = None  # batch jobs: how many chunks the inputs were split into
     chunk_size: int | None = None
+    priority: Priority = Priority.NORMAL
+    retry_of: str | None = None  # the job this one re-runs (POST /v1/jobs/{id}/retry)
 
 
 def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
@@ -125,6 +129,15 @@ class JobUrls(BaseModel):
     cancel: str
     events: str
     results: str | None = None
+
+
+class QueueInfo(BaseModel):
+    """Where a queued job stands: shown while it waits, from the scheduler's line."""
+
+    position: int = Field(description="1 = the next to run in its model queue")
+    eta_s: float | None = Field(
+        description="seconds until it starts at the current drain rate; null while nothing drains"
+    )
 
 
 class WebhookPublic(BaseModel):
@@ -153,9 +166,12 @@ class JobPublic(BaseModel):
     deadline_at: datetime | None = None
     cached: bool = False
     worker: str | None = None
+    priority: Priority = Priority.NORMAL
+    retry_of: str | None = None
+    queue: QueueInfo | None = None
 
     @classmethod
-    def from_job(cls, job: Job) -> JobPublic:
+    def from_job(cls, job: Job, queue: QueueInfo | None = None) -> JobPublic:
         base = f"/v1/jobs/{job.id}"
         urls = JobUrls(
             get=base,
@@ -172,6 +188,7 @@ class JobPublic(BaseModel):
             ),
             urls=urls,
             webhook=webhook,
+            queue=queue if job.status is JobStatus.QUEUED else None,
         )
 
 
@@ -247,6 +264,9 @@ class SubmitOptions(BaseModel):
     webhook: str | None = Field(None, max_length=WEBHOOK_URL_MAX, description="URL called with signed job events.")
     webhook_events_filter: list[WebhookEvent] | None = Field(
         None, description="Events to send; job.completed is always sent."
+    )
+    priority: Priority | None = Field(
+        None, description="high, normal or low; the API key's default otherwise (and at most its ceiling)."
     )
 
 

@@ -15,8 +15,11 @@ MODEL_QUEUES = (Queue.CPU, Queue.GPU)
 
 
 class TaskName(StrEnum):
-    PREDICT = "mlqueue.predict"  # one job; kept for messages queued before predict_many
-    PREDICT_MANY = "mlqueue.predict_many"  # single jobs that arrived together
+    DRAIN = "mlqueue.drain"  # a ticket: claim and run the work next in line (shared.scheduler)
+    # Messages that name their jobs, from before the scheduler: still run, for a queue upgraded
+    # with messages in it.
+    PREDICT = "mlqueue.predict"
+    PREDICT_MANY = "mlqueue.predict_many"
     PREDICT_CHUNK = "mlqueue.predict_chunk"
     DELIVER_WEBHOOK = "mlqueue.deliver_webhook"
 

@@ -71,12 +71,28 @@ class Settings(BaseSettings):
     # Must exceed the longest time a message can sit reserved-but-unacked (prefetch + run),
     # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
     visibility_timeout_s: int = Field(600, ge=1)
-    # The sweeper (``worker.sweeper``): every this often, one model worker re-sends the work of
-    # dead workers and lost messages. A job a worker held when it died runs again within about
-    # 3 x heartbeat_interval_s + 2 x sweep_interval_s (running on it), or recover_after_s +
-    # 2 x sweep_interval_s (reserved by it, not yet started); see README "Guarantees".
+    # Work items (single jobs, batch chunks) one worker process runs at once per model queue: one
+    # in a forward pass, one reading its inputs or writing its results. More only adds waiting:
+    # an item claimed early is one a later high-priority job cannot overtake.
+    worker_slots: int = Field(2, ge=1)
+    # The sweeper (``worker.sweeper``): every this often, one model worker puts back in line the
+    # work of dead workers (within about 3 x heartbeat_interval_s + 2 x sweep_interval_s of the
+    # death; see README "Guarantees"), and fails a batch whose chunks the API never queued after
+    # recover_after_s.
     sweep_interval_s: float = Field(5.0, gt=0)
     recover_after_s: float = Field(30.0, gt=0)
+    # A job (or chunk) claimed this many times without finishing (its worker died each time: a
+    # poison input) fails with ``poison_job`` instead of being put back. 0: no limit.
+    max_deliveries: int = Field(3, ge=0)
+
+    # Scheduling (``shared.scheduler``): a priority step is this many rows of virtual time; high
+    # overtakes normal work until it is one step old, low until two.
+    priority_step: int = Field(50_000, ge=1)
+    # Admission control, per model queue: past this many items waiting (single jobs and batch
+    # chunks), or with the oldest waiting longer than this, submissions get 429 (a key over its fair
+    # share) or 503 (the queue is full) with Retry-After. 0 disables each bound.
+    max_backlog: int = Field(100_000, ge=0)
+    max_backlog_age_s: float = Field(900.0, ge=0)
     # Prometheus metrics of this worker on http://<api_host>:<port>/metrics; 0 = disabled. Each worker
     # process on one machine needs a port of its own.
     # Celery task events (Flower's task list): 3 Redis publishes per job from the worker's consumer thread

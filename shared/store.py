@@ -12,9 +12,9 @@ Layout (every key has a TTL):
     mlqueue:blob:{id}       an uploaded image, already decoded and resized (the claim check); deleted
                             when the job finishes
     mlqueue:events          pub/sub channel: {"id", "status"} on every transition
-    mlqueue:inflight:{queue}  sorted set: task id (job id, or "{job id}.{chunk}") -> when its message
-                            was first sent; the sweeper's list of work that may need sending again
-                            (``worker.sweeper``), cleaned by it once the work is finished
+
+Waiting work is queued by ``shared.scheduler`` (its own keys), in the transaction that writes the
+records; a batch written before its chunks' inputs is marked pending there until they are.
 
 Status changes go through one Lua script that compares and sets atomically, so a cancel and a
 worker's finish can never both win. The API uses ``AsyncJobStore``; the worker ``JobStore``.
@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -38,12 +38,10 @@ import redis.retry
 
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
+from shared.redis_keys import PREFIX
+from shared.scheduler import Ranked, Work, enqueue, queue_keys, register_enqueue
 from shared.settings import Settings
 
-if TYPE_CHECKING:  # the real import would pull Celery into the worker's light healthcheck
-    from shared.celery_messages import Outbound
-
-PREFIX = "mlqueue"
 EVENTS_CHANNEL = f"{PREFIX}:events"
 INDEX_ALL = f"{PREFIX}:jobs"
 LIST_SCAN_CAP = 2000  # most index entries one list call examines before returning a cursor
@@ -61,18 +59,22 @@ def tomb_key(job_id: str) -> str:
     return f"{PREFIX}:tomb:{job_id}"
 
 
-def inflight_key(queue: str) -> str:
-    return f"{PREFIX}:inflight:{queue}"
+@dataclass(frozen=True)
+class Enqueue:
+    """Work to put in a model queue's line, and the Celery tickets that wake its workers."""
+
+    queue: str
+    items: Sequence[Work]
+    tickets: Sequence[str]  # message bodies (``shared.celery_messages.ticket_message``)
 
 
-def push_messages(pipe: Any, messages: Sequence[Outbound], ttl_s: int) -> None:
-    """Queue each message and record it in its queue's in-flight index, in the caller's pipeline:
-    a message is never sent without the record that lets the sweeper send it again."""
-    for m in messages:
-        pipe.lpush(m.queue, m.body)
-        pipe.zadd(inflight_key(m.queue), dict.fromkeys(m.members, m.sent_at))
-    for queue in {m.queue for m in messages}:
-        pipe.expire(inflight_key(queue), ttl_s)
+async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: float, ttl_s: int) -> int:
+    """Queue ``work`` in the caller's pipeline; returns the index of the reply that ranks it."""
+    at = len(pipe.command_stack)
+    await enqueue(pipe, script, work.queue, work.items, now, step, ttl_s)
+    for body in work.tickets:
+        pipe.lpush(work.queue, body)
+    return at
 
 
 def model_index(model: str) -> str:
@@ -223,26 +225,21 @@ class AsyncJobStore:
         self.r = client
         self.settings = settings
         self._transition = client.register_script(TRANSITION_LUA)
+        self._enqueue = register_enqueue(client)
 
     async def create(
-        self,
-        job: Job,
-        job_input: Any,
-        idempotency_key: str | None = None,
-        blob: bytes | None = None,
-        messages: Sequence[Outbound] = (),
+        self, job: Job, job_input: Any, idempotency_key: str | None = None, blob: bytes | None = None
     ) -> tuple[Job, bool]:
-        """Write the record and its task messages (see ``shared.celery_messages``) in one
-        transaction: both exist or neither. Returns (job, created). A queued job written without
-        messages (a batch, whose chunks' messages follow) is marked in flight by its own id, so a
-        sweeper fails it if the API dies before sending them.
+        """Write the record of a job that is queued elsewhere (a batch, whose chunks follow) or
+        finished already (a cache hit). Returns (job, created). A queued one is marked pending, so
+        a sweeper fails it if the API dies before its chunks are queued.
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
         if idempotency_key is not None:
             existing = await self.claim_idempotency(job, idempotency_key)
             if existing is not None:
                 return existing, False
-        await self.create_many([NewJob(job, job_input, blob)], messages)
+        await self.create_many([NewJob(job, job_input, blob)])
         return job, True
 
     async def claim_idempotency(self, job: Job, idempotency_key: str) -> Job | None:
@@ -253,9 +250,11 @@ class AsyncJobStore:
             return None
         return await self._existing_for_key(idempotency_key, job.request_hash)
 
-    async def create_many(self, jobs: Sequence[NewJob], messages: Sequence[Outbound] = ()) -> None:
-        """Write many new jobs and their messages in one transaction (a group commit)."""
+    async def create_many(self, jobs: Sequence[NewJob], work: Enqueue | None = None) -> Ranked | None:
+        """Write many new jobs and queue their work in one transaction (a group commit): both
+        exist or neither. Returns where the work stands in line."""
         s = self.settings
+        now = time.time()
         async with self.r.pipeline(transaction=True) as pipe:
             indexes: set[str] = set()
             for new in jobs:
@@ -271,14 +270,18 @@ class AsyncJobStore:
                 for index in (INDEX_ALL, model_index(job.model), *([owner_index(job.owner)] if job.owner else [])):
                     pipe.zadd(index, {job.id: 0})
                     indexes.add(index)
-                if not messages and not job.status.is_terminal():
-                    pipe.zadd(inflight_key(job.queue), {job.id: job.created_at})
+                if work is None and not job.status.is_terminal():
+                    pipe.zadd(queue_keys(job.queue).pending, {job.id: job.created_at})
+                    pipe.expire(queue_keys(job.queue).pending, s.job_ttl_s)
             trim_below = "(" + min_job_id_at(min(new.job.created_at for new in jobs) - s.job_ttl_s)
             for index in sorted(indexes):
                 pipe.expire(index, s.job_ttl_s)
                 pipe.zremrangebylex(index, "-", trim_below)
-            push_messages(pipe, messages, s.job_ttl_s)
-            await pipe.execute()
+            at = None
+            if work is not None:
+                at = await push_work(pipe, self._enqueue, work, now, s.priority_step, s.job_ttl_s)
+            replies = await pipe.execute()
+        return Ranked.from_reply(replies[at]) if at is not None else None
 
     async def _existing_for_key(self, key: str, request_hash: str | None) -> Job:
         marker = await self.r.get(idem_key(key)) or " "
@@ -304,6 +307,15 @@ class AsyncJobStore:
         if tomb is not None:
             raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
         raise NotFound(f"no job with id {job_id}", code="job_not_found")
+
+    async def stored_input(self, job_id: str, binary: aredis.Redis) -> tuple[Any, bytes | None]:
+        """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
+        raw = await self.r.hget(job_key(job_id), "input")
+        value = json.loads(raw) if raw else None
+        if not has_blob(value):
+            return value, None
+        pixels = await binary.get(value.pop(BLOB_REF))
+        return value, pixels
 
     async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:
         """Apply ``fields`` if the job's status is in ``allowed``; returns the status before, or
@@ -337,9 +349,17 @@ class AsyncJobStore:
             await self.transition(job_id, (JobStatus.QUEUED,), fields)
 
     async def list(
-        self, *, status: JobStatus | None, model: str | None, limit: int, cursor: str | None, owner: str | None = None
+        self,
+        *,
+        status: JobStatus | None,
+        model: str | None,
+        limit: int,
+        cursor: str | None,
+        owner: str | None = None,
+        reason: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        """Jobs newest first (only ``owner``'s when given); the cursor is the last id of the previous page."""
+        """Jobs newest first (only ``owner``'s when given; only those whose error has the code
+        ``reason``, e.g. ``poison_job``, the dead letters); the cursor is the last id of the previous page."""
         index = owner_index(owner) if owner else model_index(model) if model else INDEX_ALL
         upper = f"({cursor}" if cursor else "+"
         found: list[Job] = []
@@ -358,7 +378,11 @@ class AsyncJobStore:
                     await self.r.zrem(index, job_id)  # aged out
                     continue
                 job = decode_job(raw)
-                if (status is None or job.status == status) and (model is None or job.model == model):
+                if (
+                    (status is None or job.status == status)
+                    and (model is None or job.model == model)
+                    and (reason is None or (job.error is not None and job.error.code == reason))
+                ):
                     found.append(job)
                 if len(found) == limit:
                     return found, job.id

@@ -38,7 +38,7 @@ def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
     if started is None or ctx.batches.is_done(job_id, chunk):
         return
     job = started[0]
-    rows = ctx.batches.read_inputs(job_id, chunk, ctx.runner)
+    rows = ctx.batches.read_inputs(job_id, chunk)
     if rows is None:
         return  # done by another delivery meanwhile
     start = chunk * (job.chunk_size or 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from shared.batch_store import BatchStore
 from shared.jobs import Job, WebhookEvent
 from shared.manifests import ModelRepository
+from shared.scheduler import Scheduler
 from shared.settings import Settings
 from shared.store import JobStore, redis_client
 from worker.runtime import ModelRuntime
@@ -34,17 +36,27 @@ class WorkerContext:
     store: JobStore
     runtime: ModelRuntime
     batches: BatchStore
+    scheduler: Scheduler
     hostname: str = ""  # set when the worker is ready
     # This process's life: a worker restarted under the same hostname is another incarnation, so
     # the jobs the dead one was running are not taken for the new one's.
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
     notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
+    _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    _slots_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def runner(self) -> str:
-        """Written on the jobs this process runs; see ``shared.presence.runner_alive``."""
+        """Recorded on the work this process claims; the sweeper compares it with this worker's presence."""
         return f"{self.hostname}#{self.incarnation}"
+
+    def slot(self, queue: str) -> threading.BoundedSemaphore:
+        """Held while claiming and running one item of ``queue`` (``worker_slots`` of them)."""
+        with self._slots_lock:
+            if queue not in self._slots:
+                self._slots[queue] = threading.BoundedSemaphore(self.settings.worker_slots)
+            return self._slots[queue]
 
 
 _context: WorkerContext | None = None
@@ -88,7 +100,8 @@ def init_context(settings: Settings, load_models: bool = True) -> WorkerContext:
 def connect(settings: Settings, runtime: ModelRuntime) -> WorkerContext:
     """The Redis side of a worker context (tests build contexts with it too)."""
     text, binary = redis_client(settings), redis_client(settings, decode=False)
-    return WorkerContext(settings, JobStore(text, binary), runtime, BatchStore(text, binary, settings.job_ttl_s))
+    batches = BatchStore(text, binary, settings.job_ttl_s)
+    return WorkerContext(settings, JobStore(text, binary), runtime, batches, Scheduler(text, settings.job_ttl_s))
 
 
 def current() -> WorkerContext:

@@ -64,7 +64,6 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
             "started_at": now,
             "metrics": {"queue_ms": round((now - job.created_at) * 1000, 3)},
             "worker": ctx.hostname,
-            "runner": ctx.runner,
         }
         moves.append((i, job, stored_input, running))
     applied = ctx.store.transition_many([(job.id, RUNNABLE, running, None) for _, job, _, running in moves])
@@ -158,7 +157,9 @@ def run_jobs(job_ids: Sequence[str], ctx: WorkerContext) -> list[JobStatus | Non
         }
         if "predict_ms" in fields:
             metrics["predict_ms"] = round(fields.pop("predict_ms"), 3)
-        results.append((job, {**fields, "completed_at": completed, "metrics": metrics}, has_blob(stored)))
+        # a failed job keeps its image (until the job expires): POST /v1/jobs/{id}/retry re-runs it
+        drop = has_blob(stored) and fields["status"] is JobStatus.SUCCEEDED
+        results.append((job, {**fields, "completed_at": completed, "metrics": metrics}, drop))
     statuses: list[JobStatus | None] = [None] * len(job_ids)
     for (i, _, _), status in zip(runnable, finish_many(ctx, results), strict=True):
         statuses[i] = status

@@ -5,11 +5,13 @@ from __future__ import annotations
 import redis
 from celery import Task
 
+from shared.celery_messages import ticket_message
 from shared.logging import bound
-from shared.queues import TaskName
+from shared.queues import MODEL_QUEUES, TaskName
 from worker.batches import run_chunk
 from worker.celery_app import app
 from worker.context import current
+from worker.dispatch import drain
 from worker.execution import run_job, run_jobs
 
 # Rule 5: retry only what may succeed next time (Redis blips), never bad input.
@@ -25,6 +27,15 @@ COMMON = {
 }
 
 
+@app.task(name=TaskName.DRAIN, bind=True, **COMMON)
+def drain_queue(self: Task, queue: str) -> None:
+    if queue not in {q.value for q in MODEL_QUEUES}:
+        return  # not a model queue: a forged or stale ticket runs nothing
+    ctx = current()
+    drain(queue, ctx, wake=lambda: ctx.store.r.lpush(queue, ticket_message(app, queue)))
+
+
+# The tasks of messages that name their jobs (sent before the scheduler existed).
 @app.task(name=TaskName.PREDICT, bind=True, **COMMON)
 def predict(self: Task, job_id: str) -> None:
     with bound(job_id, self.request.get("request_id")):

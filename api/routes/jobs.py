@@ -13,15 +13,24 @@ from api.lifecycle import cancel_job as cancel
 from api.lifecycle import read_job as read
 from api.lifecycle import redeliver
 from api.openapi import body_ref, error_responses
+from api.retry import retry_job as retry
 from api.security import Principal, Scope, authorize
 from api.streams import job_event_stream, results_page, results_stream
-from api.submission import Options, parse_cancel_after, parse_idempotency_key, parse_prefer_wait, read_submission
+from api.submission import (
+    Created,
+    Options,
+    parse_cancel_after,
+    parse_idempotency_key,
+    parse_prefer_wait,
+    read_submission,
+)
 from api.submission import create_job as submit
 from shared.durations import DURATION_PATTERN
-from shared.jobs import JOB_ID_PATTERN, Job, JobCreate, JobPublic, JobsPublic, JobStatus
+from shared.jobs import JOB_ID_PATTERN, JobCreate, JobPublic, JobsPublic, JobStatus
 from shared.manifests import MODEL_NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
+ERROR_CODE_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_RESULTS_OFFSET = 10**9  # above any batch (max_batch_rows); a bigger int never reaches Redis
 
 
@@ -40,6 +49,7 @@ def upload_body(file_field: str, json_model: type[BaseModel], many: bool) -> dic
                         "properties": {
                             file_field: {"type": "array", "items": file_schema} if many else file_schema,
                             "version": {"type": "integer", "minimum": 1},
+                            "priority": {"type": "string", "enum": ["high", "normal", "low"]},
                             "webhook": {"type": "string"},
                             "webhook_events_filter": {"type": "string", "description": "comma-separated events"},
                         },
@@ -58,12 +68,13 @@ def options_from(
         parse_cancel_after(cancel_after, state.settings.job_ttl_s),
         principal.owner,
         parse_prefer_wait(prefer, state.settings.max_wait_s),
+        principal,
     )
 
 
-def respond(job_and_created: tuple[Job, bool], response: Response, options: Options) -> JobPublic:
+def respond(result: Created, response: Response, options: Options) -> JobPublic:
     """202 + Location, or 200 when the job finished within ``Prefer: wait``."""
-    job, created = job_and_created
+    job, created = result.job, result.created
     if options.wait_s:
         response.headers["Preference-Applied"] = f"wait={options.wait_s}"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -71,7 +82,7 @@ def respond(job_and_created: tuple[Job, bool], response: Response, options: Opti
         response.status_code = 200
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
-    return JobPublic.from_job(job)
+    return JobPublic.from_job(job, result.queue)
 
 
 PreferHeader = Annotated[str | None, Header(description="`wait=N`: hold up to N s for the result")]
@@ -121,8 +132,10 @@ async def create_job(
     responses=error_responses(404, 410, 422),
 )
 async def read_job(job_id: str, state: StateDep, principal: Reader) -> JobPublic:
-    """Read a job: 404 for an id never seen, 410 for one whose data expired."""
-    return JobPublic.from_job(await read(state, job_id, principal))
+    """Read a job: 404 for an id never seen, 410 for one whose data expired. A queued job shows
+    `queue.position` (1 = next) and `queue.eta_s`."""
+    job = await read(state, job_id, principal)
+    return JobPublic.from_job(job, await state.backlog.place(job))
 
 
 @router.get("/jobs", response_model=JobsPublic, responses=error_responses(422))
@@ -133,10 +146,15 @@ async def list_jobs(
     model: Annotated[str | None, Query(pattern=MODEL_NAME_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="a job id: `next_cursor`")] = None,
+    reason: Annotated[
+        str | None, Query(pattern=ERROR_CODE_PATTERN, description="an error code: `poison_job` lists the dead letters")
+    ] = None,
 ) -> JobsPublic:
     """List jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     owner = None if principal.can_see_all else principal.owner
-    jobs, next_cursor = await state.store.list(status=status, model=model, limit=limit, cursor=cursor, owner=owner)
+    jobs, next_cursor = await state.store.list(
+        status=status, model=model, limit=limit, cursor=cursor, owner=owner, reason=reason
+    )
     return JobsPublic(jobs=[JobPublic.from_job(j) for j in jobs], next_cursor=next_cursor)
 
 
@@ -144,6 +162,19 @@ async def list_jobs(
 async def cancel_job(job_id: str, state: StateDep, principal: Submitter) -> JobPublic:
     """Cancel a queued or running job (a batch stops its remaining chunks); a finished one answers 409."""
     return JobPublic.from_job(await cancel(state, job_id, principal))
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    response_model=JobPublic,
+    responses=error_responses(404, 409, 410, 422),
+)
+async def retry_job(job_id: str, response: Response, state: StateDep, principal: Submitter) -> JobPublic:
+    """Run a failed or aborted job again as a new job (`retry_of` links it); a batch reruns only
+    the items that did not succeed."""
+    options = Options(principal=principal)
+    return respond(await retry(state, job_id, principal), response, options)
 
 
 @router.get(

@@ -35,6 +35,19 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
     }
 
 
+async def queue_entry(state: ApiState, manifest: ModelManifest) -> dict[str, Any]:
+    """The model queue its jobs wait in now: work waiting (single jobs and batch chunks, every
+    model of that queue), the oldest one's age, and how fast it drains."""
+    queue = await state.fleet.queue_for(manifest)
+    line = await state.backlog.state(queue)
+    return {
+        "name": queue,
+        "backlog": line.backlog,
+        "oldest_age_s": round(line.oldest_age_s, 3),
+        "drain_rate_per_s": round(line.drain_rate, 3),
+    }
+
+
 async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
     models = state.repository.models()
     workers = await state.fleet.workers(fresh=True)
@@ -43,6 +56,7 @@ async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any
         {
             "name": name,
             "latest_version": max(models[name]),
+            "queue": await queue_entry(state, models[name][max(models[name])]),
             "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
             "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
         }

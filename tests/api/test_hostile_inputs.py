@@ -107,7 +107,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str | None]] = [
     ("string-for-number", "POST", IRIS, with_input({**SETOSA, "petal_length": "1.4"}), 422, "invalid_input"),
     ("bool-for-number", "POST", IRIS, with_input([True, 3.5, 1.4, 0.2]), 422, "invalid_input"),
     ("object-for-number", "POST", IRIS, with_input([{"v": 1}, 3.5, 1.4, 0.2]), 422, "invalid_input"),
-    ("extra-top-level-field", "POST", IRIS, body(priority="high"), 422, "invalid_request"),
+    ("extra-top-level-field", "POST", IRIS, body(urgency="high"), 422, "invalid_request"),
     ("extra-feature", "POST", IRIS, with_input({**SETOSA, "colour": 1}), 422, "invalid_input"),
     ("missing-input", "POST", IRIS, {"json": {"version": 1}}, 422, "invalid_request"),
     ("array-too-short", "POST", IRIS, with_input([5.1, 3.5, 1.4]), 422, "invalid_input"),

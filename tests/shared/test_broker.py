@@ -1,6 +1,7 @@
 """The worker's Redis transport: one redis-py client per channel, and still a working broker."""
 
 import pytest
+import redis
 from kombu import Connection, Queue
 
 from shared.broker import Transport
@@ -32,3 +33,15 @@ def test_messages_round_trip_with_acks(redis_server):
                 conn.drain_events(timeout=5)
         assert received == [0, 1, 2]
         assert not conn.default_channel.client.hlen(conn.default_channel.unacked_key)
+
+
+def test_a_channel_whose_connection_is_gone_raises_a_connection_error_kombu_ignores(redis_server):
+    """kombu#970: closing a channel after the broker dropped restores unacked messages through a
+    pool built from a connection already torn down; an AttributeError there stopped the worker."""
+    conn = Connection(redis_server.url, transport=Transport)
+    channel = conn.default_channel
+    channel._disconnect_pools()
+    channel.connection.client = None  # what the teardown leaves
+    with pytest.raises(redis.ConnectionError):
+        channel._create_client()
+    assert isinstance(redis.ConnectionError("x"), conn.connection_errors)  # ignored on close

@@ -29,4 +29,5 @@ def test_public_job_has_iso_times_and_urls_but_no_internal_fields():
         "events": "/v1/jobs/01ABC/events",
         "results": None,
     }
-    assert "queue" not in public and "request_hash" not in public
+    assert public["queue"] is None  # the place in line, only while queued and known; never the queue's name
+    assert "request_hash" not in public and "cache_key" not in public

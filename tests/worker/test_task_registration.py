@@ -6,12 +6,24 @@ from worker.celery_app import app
 def test_registered_task_names():
     app.loader.import_default_modules()
     names = {n for n in app.tasks if not n.startswith("celery.")}
-    assert names == {"mlqueue.predict", "mlqueue.predict_many", "mlqueue.predict_chunk", "mlqueue.deliver_webhook"}
+    assert names == {
+        "mlqueue.drain",
+        "mlqueue.predict",
+        "mlqueue.predict_many",
+        "mlqueue.predict_chunk",
+        "mlqueue.deliver_webhook",
+    }
 
 
 def test_tasks_are_late_acked_and_requeued_when_the_worker_dies():
     app.loader.import_default_modules()
-    for name in ("mlqueue.predict", "mlqueue.predict_many", "mlqueue.predict_chunk", "mlqueue.deliver_webhook"):
+    for name in (
+        "mlqueue.drain",
+        "mlqueue.predict",
+        "mlqueue.predict_many",
+        "mlqueue.predict_chunk",
+        "mlqueue.deliver_webhook",
+    ):
         task = app.tasks[name]
         assert task.acks_late and task.reject_on_worker_lost, name
     assert app.conf.task_serializer == "json" and app.conf.accept_content == ["json"]
