@@ -4,6 +4,7 @@ the real thing through the HTTP API. Nothing here asserts performance; the numbe
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -71,3 +72,11 @@ def test_a_tiny_run_measures_every_model_through_the_api(tmp_path, capsys):
     assert 0 < expiry["expired_key_bytes_per_job"] < iris["redis_key_bytes_per_job"]
     report = capsys.readouterr().out
     assert all(name in report for name in ("iris", "wine", "anomaly", "digits", "after the job TTL"))
+
+
+def test_the_capacity_page_names_its_run_and_every_model_it_measured():
+    page = (REPO_ROOT / "docs" / "capacity.md").read_text()
+    assert "**Run**: `python -m bench.capacity` on " in page
+    table = page.split("```", 2)[1]  # the run's own output, pasted as printed
+    measured = [line.split()[0] for line in table.splitlines() if re.match(r"^[a-z]+\s+\d+\s", line)]
+    assert measured == list(capacity.Sizes().jobs)
