@@ -32,7 +32,14 @@ from api.security import parse_api_keys
 from shared.manifests import scan_models
 from shared.queues import Queue
 from shared.settings import REPO_ROOT, Settings
-from tests.test_containers import all_commands, compose, final_stage
+from tests.test_containers import (
+    EXERCISED_HERE,
+    all_commands,
+    compose,
+    final_stage,
+    modules_started_by_tests,
+    python_modules,
+)
 
 K8S_DIR = REPO_ROOT / "deploy" / "k8s"
 KEDA_DIR = K8S_DIR / "keda"
@@ -292,6 +299,13 @@ def test_containers_run_what_compose_runs():
         if queues:
             assert worker_queue(workload) == queues, workload
         assert IMAGES[container["image"]] == service["build"]["dockerfile"], workload
+    started = modules_started_by_tests() | EXERCISED_HERE  # what the suite runs for real
+    for workload, container in mlqueue_containers().items():
+        probes = [
+            container[p]["exec"]["command"] for p in ("startupProbe", "livenessProbe") if "exec" in container.get(p, {})
+        ]
+        for argv in (container["command"], *probes):
+            assert set(python_modules(argv)) <= started, f"{workload}: {argv} runs a module no test starts"
     assert mlqueue_containers()["worker-gpu"]["image"] == "mlqueue/worker-gpu:latest"
     assert services["worker-gpu"]["build"]["args"]["TF_VARIANT"] == "gpu"
 
