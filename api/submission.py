@@ -251,6 +251,7 @@ async def new_job(
         deadline_at=now + options.cancel_after_s if options.cancel_after_s else None,
         owner=options.owner,
         priority=options.priority_for(sub.priority),
+        request_id=request_id_var.get(),
         **fields,
     )
     return manifest, job

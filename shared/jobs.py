@@ -106,6 +106,7 @@ class Job(BaseModel):
     chunk_size: int | None = None
     priority: Priority = Priority.NORMAL
     retry_of: str | None = None  # the job this one re-runs (POST /v1/jobs/{id}/retry)
+    request_id: str | None = None  # of the request that created it: the worker's log lines carry it
 
 
 def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
@@ -184,7 +185,17 @@ class JobPublic(BaseModel):
             webhook = WebhookPublic(url=job.webhook.url, events=job.webhook.events, deliveries=job.deliveries)
         return cls(
             **job.model_dump(
-                exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size", "owner", "cache_key"}
+                exclude={
+                    "request_hash",
+                    "request_id",
+                    "queue",
+                    "webhook",
+                    "deliveries",
+                    "chunks",
+                    "chunk_size",
+                    "owner",
+                    "cache_key",
+                }
             ),
             urls=urls,
             webhook=webhook,
