@@ -1,4 +1,5 @@
-"""Model repository routes: manifests, input schemas, where each version is loaded, and reload."""
+"""Model repository routes: manifests, input schemas, where each version is loaded, reload,
+aliases and traffic split."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from api import rollout
 from api.deps import ApiState, StateDep
+from api.fleet import listed
 from api.openapi import error_responses
 from api.reload import reload_model as reload_everywhere
+from api.rollout import routing_view
 from api.security import Principal, Scope, authorize
 from shared import cache
 from shared.manifests import ModelManifest
+from shared.routing import AliasSet, TrafficSplit
 
 router = APIRouter(prefix="/v1", tags=["models"])
 Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
@@ -36,13 +41,14 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
 
 
 async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
-    models = state.repository.models()
+    models = await listed(state.repository)
     workers = await state.fleet.workers(fresh=True)
     cache_stats = await cache.stats(state.redis)
     return [
         {
             "name": name,
             "latest_version": max(models[name]),
+            **routing_view(state.repository.routing(name)),
             "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
             "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
         }
@@ -53,12 +59,13 @@ async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any
 @router.get("/models", responses=error_responses())
 async def list_models(state: StateDep, principal: Reader) -> dict[str, Any]:
     """Every model: its versions, input schema, labels, threshold, metrics and where it is loaded."""
-    return {"models": await model_entries(state, sorted(state.repository.models()))}
+    return {"models": await model_entries(state, sorted(await listed(state.repository)))}
 
 
 @router.get("/models/{model}", responses=error_responses(404, 422))
 async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str, Any]:
-    """One model with all of its versions, newest first."""
+    """One model with all of its versions (newest first), its aliases and its traffic split."""
+    await listed(state.repository)
     state.repository.get(model)  # 404 if unknown
     return (await model_entries(state, [model]))[0]
 
@@ -67,3 +74,21 @@ async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str
 async def reload_model(model: str, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: every live worker loads the versions now in the model repository; queued jobs keep running."""
     return await reload_everywhere(state, model)
+
+
+@router.post("/models/{model}/aliases/{alias}", responses=error_responses(404, 422))
+async def set_model_alias(model: str, alias: str, body: AliasSet, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: point an alias (``production``, ``staging``, any name) at a version; jobs may ask for it."""
+    return await rollout.set_alias(state, model, alias, body.version)
+
+
+@router.delete("/models/{model}/aliases/{alias}", responses=error_responses(404, 409, 422))
+async def delete_model_alias(model: str, alias: str, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: remove an alias (409 while it carries traffic)."""
+    return await rollout.delete_alias(state, model, alias)
+
+
+@router.post("/models/{model}/traffic", responses=error_responses(404, 422))
+async def set_model_traffic(model: str, body: TrafficSplit, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: split unpinned jobs between aliases by percent (``{}``: all follow ``production``)."""
+    return await rollout.set_traffic(state, model, body.weights)
