@@ -46,12 +46,17 @@ class ModelStore:
             if protocol in ("s3", "s3a"):
                 # listings are cached one level up (``ModelRepository``), where ``reload`` can clear them
                 options["use_listings_cache"] = False
+                # fail in seconds when the store is down (the last listing keeps serving), not after
+                # s3fs's and botocore's retries stacked (11 s to a closed port)
+                options["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
                 if endpoint_url:
                     options["client_kwargs"] = {"endpoint_url": endpoint_url}
             try:
                 self.fs = fsspec.filesystem(protocol, **options)
             except (ImportError, ValueError) as exc:
                 raise StoreError(f"cannot open model repository {self.url}: {exc}") from exc
+            if hasattr(self.fs, "retries"):
+                self.fs.retries = 2  # s3fs's own retries, on top of botocore's
             self.root = rest.strip("/")
         else:
             self.fs = fsspec.filesystem("file")
