@@ -56,7 +56,7 @@ def main() -> None:
 
 
 def publish_one(name: str, module: str, version: int, args: argparse.Namespace) -> None:
-    from training.publish import publish
+    from training.publish import publish_from_cli as publish
 
     endpoint = get_settings().s3_endpoint_url
     local = args.models_dir / name / str(version)

@@ -79,7 +79,7 @@ def output_dir(args: argparse.Namespace) -> Iterator[Path]:
 
 def publish_if_asked(args: argparse.Namespace, models_dir: Path, manifest: ModelManifest) -> None:
     if args.publish:
-        from training.publish import publish
+        from training.publish import publish_from_cli as publish
 
         publish(models_dir / manifest.name / str(manifest.version), args.publish, get_settings().s3_endpoint_url)
         print(f"published {manifest.name} v{manifest.version} to {args.publish}")  # noqa: T201 - CLI output

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from shared.manifests import MANIFEST, ModelManifest, sha256_of
-from shared.model_store import ModelStore
+from shared.model_store import ModelStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +38,11 @@ def publish(version_dir: Path, url: str, endpoint_url: str | None = None) -> Mod
     store.write(f"{prefix}/{MANIFEST}", (version_dir / MANIFEST).read_bytes())
     log.info("model.published model=%s version=%s url=%s", manifest.name, manifest.version, url)
     return manifest
+
+
+def publish_from_cli(version_dir: Path, url: str, endpoint_url: str | None) -> ModelManifest:
+    """``publish`` for the command lines: a refusal is one line on stderr and exit status 1."""
+    try:
+        return publish(version_dir, url, endpoint_url)
+    except (PublishError, StoreError) as exc:
+        raise SystemExit(f"publish refused: {exc}") from None
