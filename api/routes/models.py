@@ -23,7 +23,7 @@ Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
 Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
 
 
-def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str, Any]:
+def describe(manifest: ModelManifest, workers: list[dict[str, Any]], aliases: dict[str, int]) -> dict[str, Any]:
     version = str(manifest.version)
     loaded_on, errors = [], {}
     for w in workers:
@@ -37,6 +37,7 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
         "input_schema": manifest.input_json_schema(),
         "loaded_on": loaded_on,
         "load_errors": errors,
+        "aliases": sorted(a for a, v in aliases.items() if v == manifest.version),
     }
 
 
@@ -44,16 +45,20 @@ async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any
     models = await listed(state.repository)
     workers = await state.fleet.workers(fresh=True)
     cache_stats = await cache.stats(state.redis)
-    return [
-        {
-            "name": name,
-            "latest_version": max(models[name]),
-            **routing_view(state.repository.routing(name)),
-            "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
-            "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
-        }
-        for name in names
-    ]
+    entries = []
+    for name in names:
+        routing = state.repository.routing(name)
+        versions = sorted(models[name], reverse=True)
+        entries.append(
+            {
+                "name": name,
+                "latest_version": versions[0],
+                **routing_view(routing),
+                "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
+                "versions": [describe(models[name][v], workers, routing.aliases) for v in versions],
+            }
+        )
+    return entries
 
 
 @router.get("/models", responses=error_responses())

@@ -67,6 +67,7 @@ def test_aliases_are_set_by_admins_shown_on_the_model_and_asked_for_by_jobs(admi
     assert response.status_code == 200 and response.json()["aliases"] == {"staging": 2}
     model = user.get("/v1/models/iris").json()
     assert model["aliases"] == {"staging": 2} and model["traffic"] == {}
+    assert {v["version"]: v["aliases"] for v in model["versions"]} == {3: [], 2: ["staging"], 1: []}
     job = submit(user, version="staging").json()
     assert job["version"] == 2  # the job keeps the number it resolved to
     assert user.get(f"/v1/jobs/{job['id']}").json()["version"] == 2
