@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.fastjson import NON_FINITE
 from shared.model_store import ModelStore, StoreError
 from shared.queues import Queue
@@ -260,6 +260,11 @@ class ModelRepository:
                 routing = Routing.model_validate_json(self.store.read(path))
             except FileNotFoundError:
                 routing = Routing()
+            except ValidationError as exc:  # never overwrite aliases nobody can read any more
+                raise Conflict(
+                    f"{self.url}/{path} is unreadable ({exc.errors()[0]['msg']}): fix or delete it first",
+                    code="routing_unreadable",
+                ) from exc
             change(routing)
             routing.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
             self.store.write(path, routing.model_dump_json(indent=2).encode() + b"\n")
@@ -288,7 +293,12 @@ class ModelRepository:
                 continue
             try:
                 files[path] = (signature, parse(self.store.read(path)))
-            except (OSError, ValueError, ValidationError, StoreError) as exc:
+            except StoreError:
+                # a network blip is not a broken file: keep what was read before, and read it
+                # again at the next listing (an empty signature never matches)
+                log.warning("manifest.read_failed path=%s/%s", self.url, path, exc_info=True)
+                files[path] = ("", cached[1] if cached else f"unreadable at {datetime.now(UTC):%H:%M:%S}")
+            except (OSError, ValueError, ValidationError) as exc:
                 files[path] = (signature, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 log.warning("manifest.invalid path=%s/%s error=%s", self.url, path, files[path][1])
         models: dict[str, dict[int, ModelManifest]] = {}

@@ -81,7 +81,7 @@ async def reload_model(model: str, state: StateDep, principal: Admin) -> dict[st
     return await reload_everywhere(state, model)
 
 
-@router.post("/models/{model}/aliases/{alias}", responses=error_responses(404, 422))
+@router.post("/models/{model}/aliases/{alias}", responses=error_responses(404, 409, 422))
 async def set_model_alias(model: str, alias: str, body: AliasSet, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: point an alias (``production``, ``staging``, any name) at a version; jobs may ask for it."""
     return await rollout.set_alias(state, model, alias, body.version)
@@ -93,7 +93,7 @@ async def delete_model_alias(model: str, alias: str, state: StateDep, principal:
     return await rollout.delete_alias(state, model, alias)
 
 
-@router.post("/models/{model}/traffic", responses=error_responses(404, 422))
+@router.post("/models/{model}/traffic", responses=error_responses(404, 409, 422))
 async def set_model_traffic(model: str, body: TrafficSplit, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: split unpinned jobs between aliases by percent (``{}``: all follow ``production``)."""
     return await rollout.set_traffic(state, model, body.weights)

@@ -89,3 +89,13 @@ def test_an_unreachable_store_is_a_503_not_an_empty_repository(s3_server):
     with pytest.raises(StoreError) as caught:
         repo.models()
     assert caught.value.status_code == 503 and caught.value.code == "model_store_unavailable"
+
+
+def test_aliases_nobody_can_read_are_never_overwritten(tmp_path: Path):
+    from shared.errors import Conflict
+
+    iris.train(tmp_path, 1)
+    (tmp_path / "iris" / "aliases.json").write_text('{"aliases": {"production": "one"}}')
+    with pytest.raises(Conflict, match="fix or delete it"):
+        ModelRepository(tmp_path).update_routing("iris", lambda r: r.aliases.update(staging=1))
+    assert (tmp_path / "iris" / "aliases.json").read_text() == '{"aliases": {"production": "one"}}'
