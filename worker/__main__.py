@@ -11,6 +11,12 @@ from shared.logging import capture_native_stderr, setup_logging
 from shared.settings import get_settings
 
 
+def broker_transport(redis_url: str) -> str | None:
+    """The transport class of ``shared.broker`` for this URL's scheme (None: kombu's own)."""
+    scheme = redis_url.split("://", 1)[0].lower()
+    return {"redis": "shared.broker:Transport", "sentinel": "shared.broker:SentinelTransport"}.get(scheme)
+
+
 def main(argv: list[str]) -> None:
     settings = get_settings()
     from worker.context import cap_threads
@@ -21,10 +27,11 @@ def main(argv: list[str]) -> None:
     setup_logging(settings.log_format, settings.log_level)  # before Celery's first words (and warnings)
     from worker.celery_app import app
 
-    if settings.redis_url.startswith("redis://"):
-        # kombu's Redis transport, reusing its Redis client (see shared.broker). Only here: Flower
-        # and the API keep the plain one, whose "redis://" broker URL Flower's broker view reads.
-        app.conf.broker_transport = "shared.broker:Transport"
+    transport = broker_transport(settings.redis_url)
+    if transport:
+        # kombu's Redis (or Sentinel) transport, reusing its Redis client (see shared.broker). Only
+        # here: Flower and the API keep the plain one, whose broker URL Flower's broker view reads.
+        app.conf.broker_transport = transport
     args = [
         *(["--quiet"] if settings.log_format == "json" else []),  # the start-up banner is not JSON
         "worker",

@@ -14,6 +14,10 @@ decides from the job record where it stands:
 - nowhere (kombu's Redis transport removes a message with BRPOP before it records it in
   ``unacked``: a consumer killed in between takes the message with it): sent again once two passes
   in a row have found it so (the first could have caught it between those two commands);
+- recorded as running on a live worker longer than ``task_time_limit_s`` + ``recover_after_s``, with
+  no message left anywhere: sent again. That worker gave the run up without a word, because it
+  could not write one: a Redis failover (``shared.redis_connection``) cut it off mid-run, and the
+  retry it tried to send failed too;
 - a batch whose chunk messages were never sent (the API died while writing them): failed, with
   ``enqueue_failed``, after ``recover_after_s``.
 
@@ -84,6 +88,7 @@ class WorkState:
     runner: str | None  # who runs the job (a single job; a batch's first chunk)
     chunk_done: bool = False
     chunk_runner: str | None = None
+    started_at: float | None = None
 
 
 @dataclass
@@ -116,6 +121,7 @@ class Sweeper:
         self._lease = client.register_script(LEASE_LUA)
         self._store = JobStore(client)
         self._suspects: set[str] = set()  # found nowhere in the previous pass
+        self._abandoned_after_s = settings.task_time_limit_s + settings.recover_after_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweeper", daemon=True)
 
@@ -248,15 +254,16 @@ class Sweeper:
         with self.r.pipeline(transaction=False) as pipe:
             for task_id, _ in entries:
                 job_id, chunk = parse_member(task_id)
-                pipe.hmget(job_key(job_id), "status", "kind", "runner")
+                pipe.hmget(job_key(job_id), "status", "kind", "runner", "started_at")
                 if chunk is not None:
                     pipe.sismember(done_key(job_id), chunk)
                     pipe.hget(runners_key(job_id), chunk)
             replies = iter(pipe.execute())
         states = []
         for task_id, _ in entries:
-            status, kind, runner = next(replies)
+            status, kind, runner, started_at = next(replies)
             state = WorkState(status, json.loads(kind) if kind else None, json.loads(runner) if runner else None)
+            state.started_at = json.loads(started_at) if started_at else None
             if parse_member(task_id)[1] is not None:
                 state.chunk_done, state.chunk_runner = bool(next(replies)), next(replies)
             states.append(state)
@@ -286,6 +293,8 @@ class Sweeper:
                 return "reserved_too_long"  # its consumer died before starting it, or is wedged
             return None
         if runner_ok:
+            if chunk is None and state.started_at and now - state.started_at > self._abandoned_after_s:
+                return "run_abandoned"  # no message, and running past any run's limit: given up
             return None  # running on a live worker (its message is being acknowledged right now)
         if task_id in self._suspects:
             return "message_lost"

@@ -143,6 +143,24 @@ def test_a_job_running_on_a_live_worker_is_left_alone(redis_settings, r, sweeper
     assert r.hexists(Channel.unacked_key, tag) and r.llen("cpu") == 0
 
 
+def test_a_run_a_live_worker_gave_up_without_a_word_is_sent_again_past_the_time_limit(redis_settings, r, sweeper):
+    """A Redis failover cut the worker off mid-run: its retry could not be sent, nor its record
+    updated. The record says running on a live worker, and no message is left anywhere."""
+    job = make_job()
+    create(redis_settings, job)
+    tag = hold(r, "cpu")
+    r.hdel(Channel.unacked_key, tag)  # rejected: the message is gone
+    mark_running(r, job, "w1@host#abc")
+    beat(r, "w1@host", "abc")
+    limit = redis_settings.task_time_limit_s + sweeper.settings.recover_after_s
+    r.hset(job_key(job.id), "started_at", json.dumps(time.time() - limit + 5))
+    for _ in range(2):
+        assert sweeper.sweep().resent == {}  # within any run's limit: it may still be running
+    r.hset(job_key(job.id), "started_at", json.dumps(time.time() - limit - 1))
+    assert sweeper.sweep().resent == {job.id: "run_abandoned"}
+    assert queued_task_ids(r) == [job.id]
+
+
 def test_a_message_reserved_too_long_without_starting_is_sent_again(redis_settings, r, sweeper):
     job = make_job()
     create(redis_settings, job)
