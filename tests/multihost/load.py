@@ -27,10 +27,10 @@ def iris_row(rng: random.Random) -> list[float]:
 
 
 class Load:
-    """Single jobs, each with its own input, sent until stopped. Keeps every answer: the ids
-    accepted (202) and when, and each refusal's status and Retry-After."""
+    """Single jobs, each with its own input, sent until stopped by ``clients`` threads at once.
+    Keeps every answer: the ids accepted (202) and when, and each refusal's status and Retry-After."""
 
-    def __init__(self, url: str, pause_s: float = 0.01, seed: int = 7) -> None:
+    def __init__(self, url: str, pause_s: float = 0.01, seed: int = 7, clients: int = 1) -> None:
         self.url = url
         self.pause_s = pause_s
         self.seed = seed
@@ -38,10 +38,10 @@ class Load:
         self.refused: list[tuple[float, int, str | None]] = []  # (time, status, Retry-After)
         self.errors: list[tuple[float, str]] = []  # no HTTP answer at all
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(seed + i,), daemon=True) for i in range(clients)]
 
-    def _run(self) -> None:
-        rng = random.Random(self.seed)
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self._stop.is_set():
                 try:
@@ -71,7 +71,8 @@ class Load:
             time.sleep(0.05)
 
     def __enter__(self) -> Load:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -79,7 +80,8 @@ class Load:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(30)
 
 
 def records(client: httpx.Client, ids: list[str]) -> dict[str, dict | None]:
