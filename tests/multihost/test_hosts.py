@@ -39,8 +39,8 @@ RECOVER_AFTER_S = 3.0
 BOUND_S = max(3 * HEARTBEAT_S, RECOVER_AFTER_S) + 2 * SWEEP_INTERVAL_S
 # The host-loss tests start with a batch whose chunks keep both workers busy, so D is lost with
 # work in hand (single iris jobs take a millisecond: a worker holds none most of the time).
-BATCH_ROWS = 20_000
-BATCH_CHUNK_ROWS = 250
+BATCH_ROWS = 40_000
+BATCH_CHUNK_ROWS = 500
 
 
 @dataclass
@@ -192,7 +192,7 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     fleet.wait_workers("C", "D")
     recovered_before = fleet.recovered("C")
     proc, out = fleet.start_load(300, f"lose-d-{fault}", batch_rows=BATCH_ROWS)
-    fleet.wait_accepted(out, 20)
+    fleet.wait_accepted(out, 5)  # the batch went in first: its chunks are running on C and D now
     lost_at = time.time()
     if fault == "link_cut":
         fleet.hosts.link("d", up=False)  # D's worker lives on, unreachable: a partition
@@ -206,11 +206,10 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     workers = ran_on(result)
     on_d = [job_id for job_id, w in workers.items() if (w or "").startswith("D@")]
     late = [job_id for at, job_id in fleet.accepted(out) if at > lost_at + BOUND_S]
-    assert on_d, "D took no work before it was lost: the fault caught nothing in flight"
     assert late and all(workers[j].startswith("C@") for j in late)  # after the bound, C alone serves
     recovered = fleet.recovered("C") - recovered_before
     assert recovered, "no work of D's was sent again: the fault caught nothing in flight"
-    print(f"lose D ({fault}): 300 accepted, 0 lost, {len(on_d)} ran on D, {recovered} recovered by C's sweeper")
+    print(f"lose D ({fault}): 300 accepted, 0 lost, {len(on_d)} singles ran on D, C re-sent {recovered}")
 
 
 def test_a_third_worker_joining_mid_load_takes_work_within_one_heartbeat(fleet, worker_d):
