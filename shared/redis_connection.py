@@ -147,6 +147,30 @@ def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
     return manager.master_for(target.master, db=target.db, **_master_auth(target), **options)
 
 
+class _ClosedTransportIsConnectionError:
+    """uvloop raises ``RuntimeError("unable to perform operation on <TCPTransport closed=True>; the
+    handler is closed")`` when redis-py writes to a socket the server has just dropped (a primary
+    dying, a failover): the same event as a reset connection, so it is raised as one (a 503 in the
+    API, retried once like any connection error; nothing was written)."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except RuntimeError as exc:
+            if "closed" not in str(exc):
+                raise
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise redis.ConnectionError(f"connection closed while sending: {exc}") from exc
+
+
+class _Connection(_ClosedTransportIsConnectionError, aredis.Connection):
+    pass
+
+
+class _SentinelConnection(_ClosedTransportIsConnectionError, redis.asyncio.sentinel.SentinelManagedConnection):
+    pass
+
+
 class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, aredis.BlockingConnectionPool):
     """Sentinel's master discovery with the blocking pool's wait for a free connection."""
 
@@ -164,6 +188,8 @@ def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
     }
     options.update(overrides)
     if not is_sentinel(settings.redis_url):
+        if urlsplit(settings.redis_url).scheme == "redis":  # (rediss:// and unix:// keep their own classes)
+            options.setdefault("connection_class", _Connection)
         pool = aredis.BlockingConnectionPool.from_url(settings.redis_url, **options)
         return aredis.Redis.from_pool(pool)
     target = parse_sentinel_url(settings.redis_url)
@@ -171,6 +197,7 @@ def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
     return manager.master_for(
         target.master,
         connection_pool_class=_BlockingSentinelPool,
+        connection_class=_SentinelConnection,
         db=target.db,
         **_master_auth(target),
         **options,

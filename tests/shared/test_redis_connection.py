@@ -99,3 +99,19 @@ def test_the_worker_keeps_its_transport_when_kombu_moves_to_the_next_sentinel(mo
     with Connection(broker_url(settings), transport=app.conf.broker_transport) as conn:
         conn.switch(conn.alt[1])  # what a failover does
         assert isinstance(conn.transport, SentinelTransport)
+
+
+def test_a_write_on_a_transport_the_server_just_closed_is_a_connection_error(monkeypatch):
+    """uvloop says so with a RuntimeError, which the API would answer with a 500."""
+    import asyncio
+
+    import redis.asyncio as aredis
+
+    async def closed(self, command, check_health=True):
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+    monkeypatch.setattr(aredis.Connection, "send_packed_command", closed)
+    client = async_redis_client(Settings(redis_url="redis://127.0.0.1:1/0"))
+    connection = client.connection_pool.make_connection()
+    with pytest.raises(redis.ConnectionError, match="connection closed while sending"):
+        asyncio.run(connection.send_packed_command(b"PING"))
