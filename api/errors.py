@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
@@ -74,6 +75,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MlqueueError, _mlqueue_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    for exc_type in (RedisConnectionError, RedisTimeoutError, OperationalError):
+    # A failover: the primary is gone (connection errors, Sentinel's MasterNotFoundError is one), a
+    # demoted primary refuses writes (READONLY), a replica has lost its primary (MASTERDOWN).
+    for exc_type in (RedisConnectionError, RedisTimeoutError, ReadOnlyError, MasterDownError, OperationalError):
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -25,8 +25,9 @@ from shared.batch_store import AsyncBatchStore
 from shared.celery_app import make_celery
 from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelRepository
+from shared.redis_connection import async_redis_client
 from shared.settings import Settings, get_settings
-from shared.store import AsyncJobStore, async_redis_client
+from shared.store import AsyncJobStore
 
 log = logging.getLogger(__name__)
 

@@ -25,16 +25,21 @@ class Stack:
     env: dict[str, str]
     log_dir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Run the API under this (e.g. ``ip netns exec B``: the multi-host tests' "host" for it).
+    api_prefix: tuple[str, ...] = ()
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['MLQUEUE_API_PORT']}"
+        return f"http://{self.env.get('MLQUEUE_API_HOST', '127.0.0.1')}:{self.env['MLQUEUE_API_PORT']}"
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        """``env``: variables that override the stack's for this process only."""
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """``env``: variables that override the stack's for this process only; ``prefix``: a
+        command to run it under (``ip netns exec C`` runs it on the multi-host tests' host C)."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [sys.executable, *args],
+                [*prefix, sys.executable, *args],
                 cwd=REPO_ROOT,
                 env={**self.env, **(env or {})},
                 stdout=log,
@@ -44,11 +49,13 @@ class Stack:
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, name: str = "worker", *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra, env=env)
+    def start_worker(
+        self, name: str = "worker", *extra: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra, env=env, prefix=prefix)
 
     def start_api(self) -> subprocess.Popen:
-        return self.start("api", "-m", "api")
+        return self.start("api", "-m", "api", prefix=self.api_prefix)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
         proc = self.procs.pop(name, None)
@@ -98,12 +105,14 @@ class Stack:
         raise RuntimeError(f"stack not ready: {last!r}\n{self.log('worker')}\n{self.log('api')}")
 
 
-def make_stack(tmp: Path, **settings: str) -> Stack:
-    redis = RedisServer(data_dir=tmp / "redis").start()
+def make_stack(tmp: Path, redis: RedisServer | None = None, redis_url: str | None = None, **settings: str) -> Stack:
+    """``redis``: a server already started (stopped with the stack); ``redis_url``: the URL the
+    processes get instead of its own (a Sentinel group's)."""
+    redis = redis or RedisServer(data_dir=tmp / "redis").start()
     env = dict(os.environ)
     env.update(
         {
-            "MLQUEUE_REDIS_URL": redis.url,
+            "MLQUEUE_REDIS_URL": redis_url or redis.url,
             "MLQUEUE_API_PORT": str(free_port()),
             "MLQUEUE_HEARTBEAT_INTERVAL_S": "1",
             "MLQUEUE_WORKER_CONCURRENCY": "8",

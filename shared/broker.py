@@ -5,14 +5,15 @@ update of its unacked index and every task event it publishes. With redis-py 8, 
 copies its table of ~250 response callbacks into a new case-insensitive dict: 10 % of a worker's
 CPU under load here (py-spy, iris jobs at concurrency 64). A client is a thread-safe facade over
 its pool, so one per channel serves every caller; it is made again if kombu replaces the pool.
-``python -m worker`` selects this transport for ``redis://`` brokers.
+``python -m worker`` selects these transports for ``redis://`` and ``sentinel://`` brokers.
 
 A second change works around kombu#970 / kombu#582: when the broker connection drops while a
 message is unacknowledged, the consumer closes its channel, and closing restores the unacked
 messages through a new pool built from the connection's parameters, which are already gone: an
 ``AttributeError`` there is "unrecoverable" and stops the worker. Here that is a ``ConnectionError``,
 which kombu ignores on close; the message goes back after the visibility timeout instead (a
-ticket: the sweeper has sent another long before).
+ticket: the sweeper has sent another long before). If the channel still has its client, that one
+restores them: its pool reconnects (to the new master, via Sentinel).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class Channel(kombu_redis.Channel):
             return super()._create_client(asynchronous=True)
         client = self._sync_client
         if self._pool is None and getattr(self.connection, "client", None) is None:
-            raise redis.ConnectionError("the broker connection is closed")  # kombu#970: see above
+            if client is not None:  # kombu#970 (see above): restore through the client it had
+                return client
+            raise redis.ConnectionError("the broker connection is closed")
         if client is None or client.connection_pool is not self.pool:
             client = self._sync_client = super()._create_client()
         return client
@@ -39,3 +42,11 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same reuse on kombu's Sentinel channel, whose pool follows the master after a failover."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel

@@ -6,13 +6,14 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from shared.queues import Queue
+from shared.redis_connection import broker_transport_options, broker_url
 from shared.settings import Settings
 
 
 def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
     """``publisher=True`` for the API: connecting and sending give up after one retry, so a dead
     broker is a quick 503. A worker retries the broker forever (a restarted Redis is routine)."""
-    app = Celery("mlqueue", broker=settings.redis_url, set_as_current=False)
+    app = Celery("mlqueue", broker=broker_url(settings), set_as_current=False)
     transport_options = {
         # Unacked messages return to the queue after this long; it must exceed the longest
         # reserve + run, or a slow job runs twice (harmless: the run is idempotent, but wasted).
@@ -27,6 +28,7 @@ def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
         "socket_connect_timeout": settings.redis_socket_timeout_s,
         "socket_keepalive": True,
         "health_check_interval": 25,
+        **broker_transport_options(settings),  # a Sentinel group's master name
     }
     if publisher:
         transport_options["max_retries"] = 1

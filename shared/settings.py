@@ -17,10 +17,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLQUEUE_", extra="ignore")
 
+    # redis://host:port/db, or a Sentinel group: sentinel://h1:26379,h2:26379/0?master=NAME
+    # (shared.redis_connection; README "More machines and Redis failover").
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Bind addresses: the API's; Flower's and the worker metrics' when theirs are unset.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    flower_host: str | None = None
     flower_port: int = 5555
+    worker_metrics_host: str | None = None
+    # The address a worker shows in its presence (/readyz, GET /v1/models); unset, the address of
+    # the interface it reaches Redis through, which is what the other machines see.
+    advertise_address: str | None = None
     flower_basic_auth: str | None = None  # "user:password[,user2:password2]"
     # The model repository: a folder (``models_dir``, the default) or ``models_url``, a path or an
     # object-store URL (``s3://bucket/prefix``; gs:// and az:// with gcsfs / adlfs installed) that
@@ -110,6 +118,14 @@ class Settings(BaseSettings):
     task_events: bool = True
     worker_metrics_port: int = Field(0, ge=0, le=65535)
 
+    @property
+    def flower_bind(self) -> str:
+        return self.flower_host or self.api_host
+
+    @property
+    def worker_metrics_bind(self) -> str:
+        return self.worker_metrics_host or self.api_host
+
     # Result cache for deterministic models (0 disables it)
     cache_ttl_s: int = Field(3600, ge=0)
 
@@ -137,6 +153,15 @@ class Settings(BaseSettings):
         if self.models_refresh_s is not None:
             return self.models_refresh_s
         return 10.0 if is_remote(self.models_location) else 1.0
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str) -> str:
+        from shared.redis_connection import is_sentinel, parse_sentinel_url  # it imports this module
+
+        if is_sentinel(value):
+            parse_sentinel_url(value)  # a malformed Sentinel URL stops the start-up with its reason
+        return value
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -174,39 +174,10 @@ def transition_args(
     return [allowed_s, EVENTS_CHANNEL, event_json, *flat]
 
 
-# One retry, at once, on a connection error: after Redis restarts, every pooled connection is dead
-# and would otherwise fail its next command (a 503 each). A connection error means the command
-# never reached a live server, so resending it is safe. Timeouts are not retried: a command that
-# timed out may have run (a GCRA hit, a status transition), and a retry would double the 503 bound.
-_RETRIED_ERRORS = (redis.ConnectionError,)
-
-
-def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=decode,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_socket_timeout_s,
-        health_check_interval=30,
-        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1, supported_errors=_RETRIED_ERRORS),
-    )
-
-
-def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
-    """A client on a blocking pool: past ``redis_max_connections`` a request waits for a free
-    connection (up to ``redis_pool_timeout_s``) instead of failing with "Too many connections"."""
-    options: dict[str, Any] = {
-        "decode_responses": True,
-        "socket_timeout": settings.redis_socket_timeout_s,
-        "socket_connect_timeout": settings.redis_socket_timeout_s,
-        "health_check_interval": 30,
-        "max_connections": settings.redis_max_connections,
-        "timeout": settings.redis_pool_timeout_s,
-        "retry": aredis.retry.Retry(redis.backoff.NoBackoff(), 1, supported_errors=_RETRIED_ERRORS),
-    }
-    options.update(overrides)
-    pool = aredis.BlockingConnectionPool.from_url(settings.redis_url, **options)
-    return aredis.Redis.from_pool(pool)
+# The clients are built in ``shared.redis_connection`` (a plain Redis or a Sentinel group); these
+# names stay importable from here.
+from shared.redis_connection import async_redis_client as async_redis_client  # noqa: E402
+from shared.redis_connection import redis_client as redis_client  # noqa: E402
 
 
 @dataclass(frozen=True)

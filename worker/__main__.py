@@ -6,9 +6,30 @@ Extra arguments go to ``celery worker`` (e.g. ``-Q gpu`` or ``--hostname gpu0@%h
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from shared.logging import capture_native_stderr, setup_logging
 from shared.settings import get_settings
+
+
+def broker_transport(redis_url: str) -> str | None:
+    """The transport class of ``shared.broker`` for this URL's scheme (None: kombu's own)."""
+    scheme = redis_url.split("://", 1)[0].lower()
+    return {"redis": "shared.broker:Transport", "sentinel": "shared.broker:SentinelTransport"}.get(scheme)
+
+
+def use_own_transport(app: Any, redis_url: str) -> None:
+    """kombu's Redis (or Sentinel) transport, reusing its Redis client (see shared.broker). Only in
+    the worker: Flower and the API keep the plain one, whose broker URL Flower's broker view reads."""
+    transport = broker_transport(redis_url)
+    if not transport:
+        return
+    app.conf.broker_transport = transport
+    # On a lost connection kombu moves to the next URL of a ``sentinel://a;sentinel://b`` list and
+    # builds that one's transport from its scheme: in this process, the scheme names ours too.
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES[redis_url.split("://", 1)[0].lower()] = transport
 
 
 def main(argv: list[str]) -> None:
@@ -21,10 +42,7 @@ def main(argv: list[str]) -> None:
     setup_logging(settings.log_format, settings.log_level)  # before Celery's first words (and warnings)
     from worker.celery_app import app
 
-    if settings.redis_url.startswith("redis://"):
-        # kombu's Redis transport, reusing its Redis client (see shared.broker). Only here: Flower
-        # and the API keep the plain one, whose "redis://" broker URL Flower's broker view reads.
-        app.conf.broker_transport = "shared.broker:Transport"
+    use_own_transport(app, settings.redis_url)
     args = [
         *(["--quiet"] if settings.log_format == "json" else []),  # the start-up banner is not JSON
         "worker",

@@ -18,8 +18,8 @@ from celery.worker.control import control_command
 from shared.celery_app import make_celery
 from shared.logging import setup_logging
 from shared.queues import MODEL_QUEUES, ControlCommand, Queue
+from shared.redis_connection import redis_client
 from shared.settings import get_settings
-from shared.store import redis_client
 
 settings = get_settings()
 app = make_celery(settings)
@@ -76,16 +76,22 @@ def _load_models(sender: Any = None, **_: Any) -> None:
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     from worker.context import current
-    from worker.heartbeat import Heartbeat
+    from worker.heartbeat import Heartbeat, advertised_address
     from worker.metrics import start_metrics_server
 
-    start_metrics_server(settings.worker_metrics_port, settings.api_host)  # 0 = off; binds like the API and Flower
+    start_metrics_server(settings.worker_metrics_port, settings.worker_metrics_bind)  # 0 = off
     queues = sorted(q.name for q in sender.app.amqp.queues.consume_from.values())
     hostname = getattr(sender, "hostname", None) or socket.gethostname()
     current().hostname = hostname
     runtime = current().runtime
     _heartbeat = Heartbeat(
-        redis_client(settings), hostname, queues, settings.heartbeat_interval_s, runtime.status, current().incarnation
+        redis_client(settings),
+        hostname,
+        queues,
+        settings.heartbeat_interval_s,
+        runtime.status,
+        current().incarnation,
+        address=advertised_address(settings),
     )
     runtime.on_change = _heartbeat.beat
     _heartbeat.start()

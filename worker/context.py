@@ -14,9 +14,10 @@ from pathlib import Path
 from shared.batch_store import BatchStore
 from shared.jobs import Job, WebhookEvent
 from shared.manifests import ModelRepository
+from shared.redis_connection import redis_client
 from shared.scheduler import Scheduler
 from shared.settings import Settings
-from shared.store import JobStore, redis_client
+from shared.store import JobStore
 from worker.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)

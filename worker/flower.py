@@ -18,7 +18,7 @@ def main() -> None:
     args = [
         "flower",
         f"--port={settings.flower_port}",
-        f"--address={settings.api_host}",
+        f"--address={settings.flower_bind}",
         "--persistent=False",
         "--max_tasks=10000",
         "--purge_offline_workers=60",

@@ -23,8 +23,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.presence import WORKERS, worker_key
+from shared.redis_connection import redis_client
 from shared.settings import Settings, get_settings
-from shared.store import redis_client
 
 
 def is_local(name: str, hostnames: list[str] | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -13,8 +14,25 @@ from typing import Any
 import redis
 
 from shared.presence import WORKERS, presence_ttl, worker_key
+from shared.redis_connection import endpoints
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def advertised_address(settings: Settings) -> str:
+    """``advertise_address``, else the local address of the route to Redis (a UDP "connect" only
+    picks the route; nothing is sent): the address the other machines know this one by."""
+    if settings.advertise_address:
+        return settings.advertise_address
+    host, port = endpoints(settings.redis_url)[0]
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, port))
+            return s.getsockname()[0]
+    except OSError:  # a name that does not resolve yet, no route: the host name still says where
+        return ""
 
 
 class Heartbeat:
@@ -26,9 +44,12 @@ class Heartbeat:
         interval_s: float,
         models: Callable[[], dict[str, Any]],
         incarnation: str = "",
+        address: str = "",
     ) -> None:
         self.client = client
         self.incarnation = incarnation
+        self.host = socket.gethostname()
+        self.address = address
         self.hostname = hostname
         self.queues = queues
         self.interval_s = interval_s
@@ -46,6 +67,8 @@ class Heartbeat:
         now = time.time()
         info = {
             "hostname": self.hostname,
+            "host": self.host,  # the machine (its name and an address), for multi-machine fleets
+            "address": self.address,
             "pid": os.getpid(),
             "incarnation": self.incarnation,
             "queues": self.queues,

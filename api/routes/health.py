@@ -60,6 +60,9 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
         "status": "unavailable" if problems else "degraded" if degraded else "ready",
         "redis": "ok",
         "queues": consumers,
+        "workers": [  # where each live worker runs: its machine and the address it advertises
+            {k: w.get(k) for k in ("hostname", "host", "address", "queues", "started_at")} for w in workers
+        ],
         "models": models,
         "degraded": degraded,
         "problems": problems,
