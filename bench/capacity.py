@@ -48,7 +48,7 @@ import redis
 from bench import load
 from bench.data import digit_pngs, iris_rows
 from devtools.processes import Stack, make_stack
-from shared.manifests import ModelManifest, scan_models
+from shared.manifests import ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
 
 # Product defaults where devtools.processes sets test-friendly ones; the cache off so that every
@@ -252,7 +252,7 @@ def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, bac
 
 
 def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    manifests, _ = scan_models(REPO_ROOT / "models")
+    manifests = ModelRepository(REPO_ROOT / "models").models()
     with started_stack(tmp / "main") as stack:
         r = redis.Redis.from_url(stack.redis.url)
         pids = stack_pids(stack)

@@ -10,10 +10,10 @@ import pytest
 
 from bench import capacity
 from bench.capacity import Background, Reading, feature_rows, per_job
-from shared.manifests import scan_models, validate_features
+from shared.manifests import ModelRepository, validate_features
 from shared.settings import REPO_ROOT
 
-MANIFESTS, _ = scan_models(REPO_ROOT / "models")
+MANIFESTS = ModelRepository(REPO_ROOT / "models").models()
 
 
 def newest(name: str):

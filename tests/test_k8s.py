@@ -29,7 +29,7 @@ import yaml
 from api.metrics import REGISTRY
 from api.routes.health import router as health_router
 from api.security import parse_api_keys
-from shared.manifests import scan_models
+from shared.manifests import ModelRepository
 from shared.queues import Queue
 from shared.settings import REPO_ROOT, Settings
 from tests.test_containers import (
@@ -427,7 +427,7 @@ def queries(scaled: dict[str, Any]) -> dict[str, str]:
 
 
 def gpu_models() -> set[str]:
-    models, _ = scan_models(REPO_ROOT / "models")
+    models = ModelRepository(REPO_ROOT / "models").models()
     return {name for name, versions in models.items() if any(m.queue == Queue.GPU for m in versions.values())}
 
 
