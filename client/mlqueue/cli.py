@@ -240,7 +240,7 @@ def _job_row(job: Job) -> list[str]:
     p = job.progress
     progress = f"{p.done}/{p.total}" if p else ""
     created = str(job.data.get("created_at", ""))[:19].replace("T", " ")
-    return [job.id, job.model, job.kind, _status_line(job), job.priority, created, progress]
+    return [job.id, job.model, job.kind, job.status, created, progress]
 
 
 def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
@@ -251,7 +251,7 @@ def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
     # A job id is what the next command needs: never truncated, whatever the terminal's width.
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("id", no_wrap=True, min_width=26)
-    for column in ("model", "kind", "status", "priority", "created", "progress"):
+    for column in ("model", "kind", "status", "created", "progress"):
         table.add_column(column)
     for j in jobs:
         table.add_row(*_job_row(j))
