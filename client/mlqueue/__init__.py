@@ -26,7 +26,7 @@ from mlqueue.errors import (
     UnsupportedMediaType,
     WaitTimeout,
 )
-from mlqueue.jobs import AsyncJob, Event, Job, Progress
+from mlqueue.jobs import AsyncJob, Event, Job, Progress, QueuePlace
 from mlqueue.keys import create_key
 from mlqueue.webhooks import InvalidSignature, verify_webhook
 
@@ -49,6 +49,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Progress",
+    "QueuePlace",
     "RateLimited",
     "StreamTimeout",
     "Unauthorized",

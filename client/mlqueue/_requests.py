@@ -17,10 +17,14 @@ Image = str | Path | bytes
 MAX_PREFER_WAIT_S = 60  # the server clamps to its MLQUEUE_MAX_WAIT_S anyway
 
 
-def _options(version: int | None, webhook: str | None, webhook_events: Sequence[str] | None) -> dict[str, Any]:
+def _options(
+    version: int | None, webhook: str | None, webhook_events: Sequence[str] | None, priority: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {}
     if version is not None:
         body["version"] = version
+    if priority is not None:
+        body["priority"] = priority  # checked by the server (422 for a value not high/normal/low)
     if webhook is not None:
         body["webhook"] = webhook
     if webhook_events is not None:
@@ -28,9 +32,15 @@ def _options(version: int | None, webhook: str | None, webhook_events: Sequence[
     return body
 
 
-def _form(version: int | None, webhook: str | None, webhook_events: Sequence[str] | None) -> dict[str, str]:
+def _form(
+    version: int | None, webhook: str | None, webhook_events: Sequence[str] | None, priority: str | None
+) -> dict[str, str]:
     # Multipart carries the same options as form fields; the event filter comma-separated.
-    form = {"version": str(version) if version is not None else None, "webhook": webhook}
+    form = {
+        "version": str(version) if version is not None else None,
+        "webhook": webhook,
+        "priority": str(priority) if priority is not None else None,
+    }
     if webhook_events is not None:
         form["webhook_events_filter"] = ",".join(webhook_events)
     return {k: v for k, v in form.items() if v is not None}
@@ -77,10 +87,11 @@ class Calls:
         version: int | None,
         webhook: str | None,
         webhook_events: Sequence[str] | None,
+        priority: str | None,
         cancel_after: str | None,
         idempotency_key: str | None,
     ) -> Spec:
-        body = {"input": input, **_options(version, webhook, webhook_events)}
+        body = {"input": input, **_options(version, webhook, webhook_events, priority)}
         return Spec(
             "POST",
             f"/v1/models/{model}/jobs",
@@ -100,6 +111,7 @@ class Calls:
         version: int | None,
         webhook: str | None,
         webhook_events: Sequence[str] | None,
+        priority: str | None,
         cancel_after: str | None,
         idempotency_key: str | None,
     ) -> Spec:
@@ -108,7 +120,7 @@ class Calls:
             f"/v1/models/{model}/jobs",
             {
                 "files": {"file": image_file(image)},
-                "data": _form(version, webhook, webhook_events),
+                "data": _form(version, webhook, webhook_events, priority),
                 "headers": _headers(wait, idempotency_key, cancel_after),
                 "timeout": _timeout(self.timeout, wait),
             },
@@ -122,15 +134,16 @@ class Calls:
         version: int | None,
         webhook: str | None,
         webhook_events: Sequence[str] | None,
+        priority: str | None,
         cancel_after: str | None,
         idempotency_key: str | None,
     ) -> Spec:
         items = list(items)
-        options = _options(version, webhook, webhook_events)
+        options = _options(version, webhook, webhook_events, priority)
         headers = _headers(0, idempotency_key, cancel_after)
         if items and all(is_image(i) for i in items):
             files = [("files", image_file(i)) for i in items]
-            data = _form(version, webhook, webhook_events)
+            data = _form(version, webhook, webhook_events, priority)
             return Spec("POST", f"/v1/models/{model}/batches", {"files": files, "data": data, "headers": headers})
         return Spec("POST", f"/v1/models/{model}/batches", {"json": {"inputs": items, **options}, "headers": headers})
 
@@ -140,10 +153,16 @@ class Calls:
     def cancel(self, job_id: str) -> Spec:
         return Spec("POST", f"/v1/jobs/{job_id}/cancel")
 
-    def jobs(self, status: str | None, model: str | None, limit: int, cursor: str | None) -> Spec:
-        params: Mapping[str, Any] = {
-            k: v for k, v in {"status": status, "model": model, "limit": limit, "cursor": cursor}.items() if v
-        }
+    def retry(self, job_id: str) -> Spec:
+        # Not idempotent (the server takes no Idempotency-Key here): resent only when it surely
+        # did not arrive, or was refused (429, 503), never after a lost answer.
+        return Spec("POST", f"/v1/jobs/{job_id}/retry", resend_after_send=False)
+
+    def jobs(
+        self, status: str | None, model: str | None, limit: int, cursor: str | None, reason: str | None = None
+    ) -> Spec:
+        query = {"status": status, "model": model, "limit": limit, "cursor": cursor, "reason": reason}
+        params: Mapping[str, Any] = {k: v for k, v in query.items() if v}
         return Spec("GET", "/v1/jobs", {"params": params})
 
     def models(self) -> Spec:

@@ -44,7 +44,7 @@ class ExitCode(IntEnum):
     JOB_FAILED = 1  # the job ended failed, canceled or aborted; or some rows of a batch failed
     USAGE = 2  # bad arguments, or the API refused the request (400, 409, 413, 415, 422)
     NOT_FOUND = 3  # 404, 410: no such job, model or version (or it expired)
-    AUTH = 4  # 401, 403: no key, unknown key, or a key without the scope
+    AUTH = 4  # 401, 403: no key, unknown key, or a key without the scope (or that priority)
     UNAVAILABLE = 5  # 429, 503 (after the retries), another 5xx, or the API cannot be reached
     TIMEOUT = 6  # the job was still queued or running when --wait ran out
 
@@ -59,7 +59,13 @@ HINTS = {
     "expired": "the job's data aged out (MLQUEUE_JOB_TTL_S on the server)",
     "rate_limited": "too many requests, still so after the retries: slow down",
     "auth_rate_limited": "too many failed authentications from this address: check the key",
+    "priority_not_allowed": "this key may not ask for that priority: a lower --priority, or none for its default",
+    "job_not_retryable": "only a failed or aborted job, or a batch with failed items, can be retried",
+    "input_unavailable": "the job's inputs are no longer stored: submit it again",
+    "fair_share_exceeded": "this key holds more than its share of a full queue: send less at once",
+    "queue_full": "the model's queue is full: try again later",
 }
+PRIORITIES = ("high", "normal", "low")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -158,7 +164,8 @@ def cmd_predict(mlq: Client, args: argparse.Namespace) -> ExitCode:
     if image and not Path(values[0]).is_file():
         raise UsageError(f"no such file: {values[0]}")
     submit = mlq.submit_image if image else mlq.submit
-    job = submit(args.model, Path(values[0]) if image else _parse_input(values), wait=args.wait, version=args.version)
+    payload = Path(values[0]) if image else _parse_input(values)
+    job = submit(args.model, payload, wait=args.wait, version=args.version, priority=args.priority)
     if not job.done:
         job.wait(args.wait)
     if not job.succeeded:
@@ -196,12 +203,12 @@ def cmd_batch(mlq: Client, args: argparse.Namespace) -> ExitCode:
         rows = tabular.read_rows(path, features)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(str(exc)) from exc
-    job = mlq.batch(args.model, rows, version=args.version)
+    job = mlq.batch(args.model, rows, version=args.version, priority=args.priority)
     with _progress_bar() as bar:
-        task = bar.add_task(f"{args.model} {job.id}", total=len(rows))
-        for _ in job.events():  # progress events as chunks finish, until the batch ends
+        task = bar.add_task(f"{args.model} {_status_line(job)}", total=len(rows))
+        for _ in job.events():  # progress (and queue, while it waits) events, until the batch ends
             p = job.progress
-            bar.update(task, completed=p.done if p else 0, description=f"{args.model} {job.status}")
+            bar.update(task, completed=p.done if p else 0, description=f"{args.model} {_status_line(job)}")
     if job.status != "succeeded":
         raise JobFailed(job)
     target = Path(args.out) if args.out else None
@@ -216,6 +223,19 @@ def cmd_batch(mlq: Client, args: argparse.Namespace) -> ExitCode:
     return ExitCode.JOB_FAILED if failed else ExitCode.OK
 
 
+def _status_line(job: Job) -> str:
+    """``queued (#3 in line, ~12s)`` while it waits, else its status."""
+    return f"{job.status} ({_place(job)})" if job.queue else job.status
+
+
+def _place(job: Job) -> str:
+    q = job.queue
+    if q is None:
+        return ""
+    eta = f"~{q.eta_s:.0f}s" if q.eta_s is not None else "no estimate: nothing is draining"
+    return f"#{q.position} in line, {eta}"
+
+
 def _job_row(job: Job) -> list[str]:
     p = job.progress
     progress = f"{p.done}/{p.total}" if p else ""
@@ -224,7 +244,7 @@ def _job_row(job: Job) -> list[str]:
 
 
 def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
-    jobs = mlq.jobs(status=args.status, model=args.model, limit=args.limit)
+    jobs = mlq.jobs(status=args.status, model=args.model, reason=args.reason, limit=args.limit)
     if args.json:
         _write_json([j.data for j in jobs])
         return ExitCode.OK
@@ -240,8 +260,12 @@ def cmd_jobs(mlq: Client, args: argparse.Namespace) -> ExitCode:
 
 
 def _show_job(job: Job) -> None:
-    for key in ("id", "model", "version", "kind", "status", "created_at", "started_at", "completed_at"):
+    for key in ("id", "model", "version", "kind", "status", "priority", "created_at", "started_at", "completed_at"):
         out.print(f"{key}: {job.data.get(key)}", markup=False)
+    if job.queue:
+        out.print(f"queue: {_place(job)}", markup=False)
+    if job.retry_of:
+        out.print(f"retry_of: {job.retry_of}", markup=False)
     if job.progress:
         out.print(f"progress: {job.progress.done}/{job.progress.total} done, {job.progress.failed} failed")
     if job.error:
@@ -269,9 +293,21 @@ def cmd_cancel(mlq: Client, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def cmd_retry(mlq: Client, args: argparse.Namespace) -> ExitCode:
+    job = mlq.retry(args.id)
+    if args.json:
+        _write_json(job.data)
+    else:
+        out.print(f"{job.id}: {_status_line(job)} (retry of {job.retry_of})", markup=False)
+    return ExitCode.OK
+
+
 def cmd_keys_create(args: argparse.Namespace) -> ExitCode:
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
     try:
-        key, entry = create_key(args.name, [s.strip() for s in args.scopes.split(",") if s.strip()])
+        key, entry = create_key(
+            args.name, scopes, weight=args.weight, priority=args.priority, max_priority=args.max_priority
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
@@ -311,21 +347,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="+", help="5.1 3.5 1.4 0.2 | sepal_length=5.1 ... | digit.png")
     p.add_argument("--wait", type=float, default=60, help="seconds to wait for the answer (default 60)")
     p.add_argument("--model-version", dest="version", type=int, help="a model version (default: the latest)")
+    p.add_argument("--priority", choices=PRIORITIES, help="high, normal or low (default: the key's)")
 
     p = sub.add_parser("batch", parents=[common], help="a CSV or JSON Lines file as one batch job, with a progress bar")
     p.add_argument("model")
     p.add_argument("file", help=".csv (a header row names the features) or .jsonl")
     p.add_argument("--out", help="results as .csv or .jsonl (default: JSON Lines on stdout)")
     p.add_argument("--model-version", dest="version", type=int, help="a model version (default: the latest)")
+    p.add_argument("--priority", choices=PRIORITIES, help="high, normal or low (default: the key's)")
 
     p = sub.add_parser("jobs", parents=[common], help="recent jobs, newest first")
     p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "canceled", "aborted"])
     p.add_argument("--model")
+    p.add_argument("--reason", help="an error code: poison_job lists the dead letters")
     p.add_argument("--limit", type=int, default=20)
 
     p = sub.add_parser("job", parents=[common], help="one job")
     p.add_argument("id")
     p = sub.add_parser("cancel", parents=[common], help="cancel a queued or running job")
+    p.add_argument("id")
+    p = sub.add_parser("retry", parents=[common], help="a failed or aborted job (a batch's failed items) as a new job")
     p.add_argument("id")
 
     keys = sub.add_parser("keys", parents=[common], help="API keys (made locally, no server needed)")
@@ -333,6 +374,9 @@ def _parser() -> argparse.ArgumentParser:
     p = keys_sub.add_parser("create", parents=[common], help="a new key and its MLQUEUE_API_KEYS entry")
     p.add_argument("name", help="who the key is for (letters, digits, - and _)")
     p.add_argument("--scopes", default="submit,read", help="comma-separated: submit, read, admin")
+    p.add_argument("--weight", help="its share of a busy queue against other keys (default 1)")
+    p.add_argument("--priority", choices=PRIORITIES, help="default priority of its jobs (default normal)")
+    p.add_argument("--max-priority", choices=PRIORITIES, help="the most it may ask for (default high)")
     return parser
 
 
@@ -343,6 +387,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], ExitCode]] = {
     "jobs": cmd_jobs,
     "job": cmd_job,
     "cancel": cmd_cancel,
+    "retry": cmd_retry,
 }
 
 

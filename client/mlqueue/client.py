@@ -32,7 +32,8 @@ def _settings(url: str | None, api_key: str | None, timeout: float) -> tuple[str
 class Client:
     """``Client(url, api_key)``; without them, ``$MLQUEUE_URL`` (else localhost:8000) and ``$MLQUEUE_API_KEY``.
 
-    ``retries``: how often a 429, a 503 or a connection error is retried (429 after its Retry-After).
+    ``retries``: how often a 429, a 503 or a connection error is retried (after its Retry-After, when
+    the API gives one of at most a minute; a longer one is raised at once, as ``.retry_after``).
     """
 
     def __init__(
@@ -86,10 +87,14 @@ class Client:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
-        """Queue one prediction; ``wait`` holds the request up to that many seconds (``Prefer: wait``)."""
+        """Queue one prediction; ``wait`` holds the request up to that many seconds (``Prefer: wait``).
+
+        ``priority``: ``"high"``, ``"normal"`` or ``"low"`` (default: the API key's); above the key's
+        ceiling the API answers 403 ``priority_not_allowed`` (``Forbidden``), an unknown value 422."""
         spec = self._calls.submit(
             model,
             input,
@@ -97,6 +102,7 @@ class Client:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
@@ -111,6 +117,7 @@ class Client:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
@@ -122,25 +129,40 @@ class Client:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
         return Job(self, self._call(spec).json())
 
     def predict(
-        self, model: str, input: Any, *, wait: float = 60, version: int | None = None, cancel_after: str | None = None
+        self,
+        model: str,
+        input: Any,
+        *,
+        wait: float = 60,
+        version: int | None = None,
+        priority: str | None = None,
+        cancel_after: str | None = None,
     ) -> Any:
         """The output, waiting up to ``wait`` seconds (else ``WaitTimeout``); ``JobFailed`` (with
         ``.job``) if it ended failed, canceled or aborted."""
         started = time.monotonic()
-        job = self.submit(model, input, wait=wait, version=version, cancel_after=cancel_after)
+        job = self.submit(model, input, wait=wait, version=version, priority=priority, cancel_after=cancel_after)
         return _finished(job, wait, started)
 
     def predict_image(
-        self, model: str, image: Image, *, wait: float = 60, version: int | None = None, cancel_after: str | None = None
+        self,
+        model: str,
+        image: Image,
+        *,
+        wait: float = 60,
+        version: int | None = None,
+        priority: str | None = None,
+        cancel_after: str | None = None,
     ) -> Any:
         started = time.monotonic()
-        job = self.submit_image(model, image, wait=wait, version=version, cancel_after=cancel_after)
+        job = self.submit_image(model, image, wait=wait, version=version, priority=priority, cancel_after=cancel_after)
         return _finished(job, wait, started)
 
     def batch(
@@ -151,6 +173,7 @@ class Client:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
@@ -161,6 +184,7 @@ class Client:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
@@ -172,12 +196,21 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         return Job(self, self._call(self._calls.cancel(job_id)).json())
 
-    def jobs(self, *, status: str | None = None, model: str | None = None, limit: int = 20) -> list[Job]:
-        """The newest ``limit`` jobs this key can see, following ``next_cursor`` across pages."""
+    def retry(self, job_id: str) -> Job:
+        """Run a ``failed`` or ``aborted`` job again (a batch: its items that did not succeed) as a new
+        job, whose ``retry_of`` is ``job_id``; ``Conflict`` (``job_not_retryable``,
+        ``input_unavailable``) otherwise."""
+        return Job(self, self._call(self._calls.retry(job_id)).json())
+
+    def jobs(
+        self, *, status: str | None = None, model: str | None = None, reason: str | None = None, limit: int = 20
+    ) -> list[Job]:
+        """The newest ``limit`` jobs this key can see, following ``next_cursor`` across pages;
+        ``reason``: only those whose error has this code (``"poison_job"``: the dead letters)."""
         jobs: list[Job] = []
         cursor: str | None = None
         while len(jobs) < limit:
-            page = self._call(self._calls.jobs(status, model, min(limit - len(jobs), 100), cursor)).json()
+            page = self._call(self._calls.jobs(status, model, min(limit - len(jobs), 100), cursor, reason)).json()
             jobs.extend(Job(self, j) for j in page["jobs"])
             cursor = page.get("next_cursor")
             if not cursor or not page["jobs"]:
@@ -253,6 +286,7 @@ class AsyncClient:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncJob:
@@ -263,6 +297,7 @@ class AsyncClient:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
@@ -277,6 +312,7 @@ class AsyncClient:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncJob:
@@ -287,23 +323,40 @@ class AsyncClient:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
         return AsyncJob(self, (await self._call(spec)).json())
 
     async def predict(
-        self, model: str, input: Any, *, wait: float = 60, version: int | None = None, cancel_after: str | None = None
+        self,
+        model: str,
+        input: Any,
+        *,
+        wait: float = 60,
+        version: int | None = None,
+        priority: str | None = None,
+        cancel_after: str | None = None,
     ) -> Any:
         started = time.monotonic()
-        job = await self.submit(model, input, wait=wait, version=version, cancel_after=cancel_after)
+        job = await self.submit(model, input, wait=wait, version=version, priority=priority, cancel_after=cancel_after)
         return await _afinished(job, wait, started)
 
     async def predict_image(
-        self, model: str, image: Image, *, wait: float = 60, version: int | None = None, cancel_after: str | None = None
+        self,
+        model: str,
+        image: Image,
+        *,
+        wait: float = 60,
+        version: int | None = None,
+        priority: str | None = None,
+        cancel_after: str | None = None,
     ) -> Any:
         started = time.monotonic()
-        job = await self.submit_image(model, image, wait=wait, version=version, cancel_after=cancel_after)
+        job = await self.submit_image(
+            model, image, wait=wait, version=version, priority=priority, cancel_after=cancel_after
+        )
         return await _afinished(job, wait, started)
 
     async def batch(
@@ -314,6 +367,7 @@ class AsyncClient:
         version: int | None = None,
         webhook: str | None = None,
         webhook_events: Sequence[str] | None = None,
+        priority: str | None = None,
         cancel_after: str | None = None,
         idempotency_key: str | None = None,
     ) -> AsyncJob:
@@ -323,6 +377,7 @@ class AsyncClient:
             version=version,
             webhook=webhook,
             webhook_events=webhook_events,
+            priority=priority,
             cancel_after=cancel_after,
             idempotency_key=idempotency_key,
         )
@@ -334,11 +389,16 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, (await self._call(self._calls.cancel(job_id))).json())
 
-    async def jobs(self, *, status: str | None = None, model: str | None = None, limit: int = 20) -> list[AsyncJob]:
+    async def retry(self, job_id: str) -> AsyncJob:
+        return AsyncJob(self, (await self._call(self._calls.retry(job_id))).json())
+
+    async def jobs(
+        self, *, status: str | None = None, model: str | None = None, reason: str | None = None, limit: int = 20
+    ) -> list[AsyncJob]:
         jobs: list[AsyncJob] = []
         cursor: str | None = None
         while len(jobs) < limit:
-            spec = self._calls.jobs(status, model, min(limit - len(jobs), 100), cursor)
+            spec = self._calls.jobs(status, model, min(limit - len(jobs), 100), cursor, reason)
             page = (await self._call(spec)).json()
             jobs.extend(AsyncJob(self, j) for j in page["jobs"])
             cursor = page.get("next_cursor")

@@ -47,7 +47,8 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
-    """403: the key lacks the scope this call needs."""
+    """403: the key lacks the scope this call needs (``insufficient_scope``), or asked for a priority
+    above its ceiling (``priority_not_allowed``)."""
 
 
 class NotFound(ApiError):
@@ -55,7 +56,9 @@ class NotFound(ApiError):
 
 
 class Conflict(ApiError):
-    """409: ``idempotency_conflict``, ``job_not_cancelable``, ``not_a_batch``, ``no_webhook``."""
+    """409: ``idempotency_conflict``, ``job_not_cancelable``, ``not_a_batch``, ``no_webhook``;
+    ``job_not_retryable`` (only a failed or aborted job, or a batch with failed items, is retried)
+    and ``input_unavailable`` (its inputs are no longer stored)."""
 
 
 class Expired(NotFound):
@@ -75,11 +78,15 @@ class InvalidInput(ApiError):
 
 
 class RateLimited(ApiError):
-    """429: past the rate limit, still so after the retries."""
+    """429: past the rate limit (``rate_limited``), or more than this key's fair share of a full
+    queue (``fair_share_exceeded``); still so after the retries, or asked to wait longer than they
+    would (``retry_after``)."""
 
 
 class Unavailable(ApiError):
-    """503: Redis, the broker or the model's workers are down, still so after the retries."""
+    """503: Redis, the broker or the model's workers are down, or the queue is full for everyone
+    (``queue_full``); still so after the retries, or asked to wait longer than they would
+    (``retry_after``)."""
 
 
 class JobFailed(MlqueueError):

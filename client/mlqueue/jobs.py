@@ -27,9 +27,18 @@ class Progress(NamedTuple):
     failed: int
 
 
+class QueuePlace(NamedTuple):
+    """Where a queued job stands: ``position`` 1 is the next to run in its model queue; ``eta_s``
+    the seconds until it starts at the current drain rate (None while nothing drains)."""
+
+    position: int
+    eta_s: float | None
+
+
 @dataclass(frozen=True)
 class Event:
-    """One Server-Sent Event: ``type`` is ``status`` or ``progress``; ``job`` the job at that moment."""
+    """One Server-Sent Event: ``type`` is ``status``, ``progress`` or ``queue`` (a queued job's place
+    in line moved); ``job`` the job at that moment."""
 
     type: str
     id: int | None
@@ -113,6 +122,21 @@ class BaseJob:
         p = self.data.get("progress")
         return Progress(p["total"], p["done"], p["failed"]) if p else None
 
+    @property
+    def priority(self) -> str:
+        return str(self.data.get("priority", "normal"))
+
+    @property
+    def retry_of(self) -> str | None:
+        """The id of the job this one re-runs (made by ``retry``)."""
+        return self.data.get("retry_of")
+
+    @property
+    def queue(self) -> QueuePlace | None:
+        """Its place in line while it is queued (from the last answer or event), else None."""
+        q = self.data.get("queue")
+        return QueuePlace(q["position"], q.get("eta_s")) if q and self.status == "queued" else None
+
 
 class Job(BaseJob):
     def __init__(self, client: Client, data: dict[str, Any]) -> None:
@@ -127,8 +151,13 @@ class Job(BaseJob):
         self.data = self._client._call(self._client._calls.cancel(self.id)).json()
         return self
 
+    def retry(self) -> Job:
+        """This failed or aborted job run again, as a new ``Job`` (this one is left as it was)."""
+        return self._client.retry(self.id)
+
     def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> Iterator[Event]:
-        """The job now, then each status and progress change; ends when the job finishes."""
+        """The job now, then each status and progress change (and, while it waits, each move of its
+        place in line: ``queue`` events); ends when the job finishes."""
         parser = SseParser()
         spec = self._client._calls.events(self.id, read_timeout)
         with self._client._stream(spec) as response, _stream_errors(f"events of {self.id}"):
@@ -177,6 +206,9 @@ class AsyncJob(BaseJob):
     async def cancel(self) -> AsyncJob:
         self.data = (await self._client._call(self._client._calls.cancel(self.id))).json()
         return self
+
+    async def retry(self) -> AsyncJob:
+        return await self._client.retry(self.id)
 
     async def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> AsyncIterator[Event]:
         parser = SseParser()

@@ -100,6 +100,13 @@ def test_image_predictions_from_a_path_or_bytes_and_an_image_batch(mlq, tmp_path
     job = mlq.batch("digits", [path, tmp_path / "blank.png"])
     labels = [i["output"]["label"] for i in job.results(timeout=60)]
     assert labels[0] == expected and len(labels) == 2
+    # Priority as a form field of the upload, checked as the JSON body's is.
+    assert mlq.submit_image("digits", path, wait=10, priority="high").priority == "high"
+    assert mlq.batch("digits", [path], priority="low").priority == "low"
+    assert mlq.predict_image("digits", path, priority="low")["label"] == expected
+    with pytest.raises(mlqueue.InvalidInput) as bad:
+        mlq.submit_image("digits", path, priority="urgent")
+    assert bad.value.status == 422
     with pytest.raises(mlqueue.UnsupportedMediaType) as e:
         mlq.predict_image("digits", b"not an image")
     assert e.value.status == 415 and e.value.code == "unsupported_image_format"

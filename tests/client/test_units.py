@@ -1,5 +1,5 @@
 """What the client does on its own, without a server: keys in the server's format, webhook
-signatures, SSE parsing, CSV rows mapped to features."""
+signatures, SSE parsing, CSV rows mapped to features, and its retry policy (on a mock transport)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import json
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -86,3 +88,61 @@ def test_json_lines_rows_go_as_they_are_and_outputs_flatten_to_columns(tmp_path:
         "probabilities.setosa": 0.98,
         "probabilities.versicolor": 0.02,
     }
+
+
+def test_keys_create_with_queue_options_prints_what_the_servers_tool_prints():
+    options = ["--weight", "3", "--priority", "low", "--max-priority", "normal"]
+    ours = run_cli("keys", "create", "etl", *options)
+    server_tool = [sys.executable, "-m", "api.keys", "etl", *options]
+    theirs = subprocess.run(server_tool, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert ours.returncode == 0 and theirs.returncode == 0, ours.stderr + theirs.stderr
+    assert _shape(ours.stdout) == _shape(theirs.stdout)
+    assert parse_key_output(ours.stdout)[1].endswith(":submit|read;weight=3;priority=low;max_priority=normal")
+    for bad, message in [
+        (["--weight", "0"], "weight must be a number from 0.01 to 1000"),
+        (["--weight", "lots"], "weight must be a number"),
+        (["--priority", "high", "--max-priority", "low"], "must not be above its max_priority"),
+        (["--priority", "urgent"], "invalid choice"),
+    ]:
+        refused = run_cli("keys", "create", "etl", *bad)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    with pytest.raises(ValueError, match="priority must be one of high, normal, low"):
+        mlqueue.create_key("etl", ["submit"], priority="urgent")
+
+
+def _answers(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[float]]:
+    """A transport that answers in turn, noting when each request came (the retry policy alone)."""
+    pending, seen = list(responses), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(time.monotonic())
+        return pending.pop(0)
+
+    return httpx.MockTransport(handle), seen
+
+
+def test_a_503_queue_full_waits_its_retry_after_and_a_long_one_is_raised_at_once():
+    body = {"detail": "queue cpu is full", "code": "queue_full"}
+    transport, seen = _answers(
+        httpx.Response(503, json=body, headers={"Retry-After": "1"}), httpx.Response(200, json={"models": []})
+    )
+    with mlqueue.Client("http://api", transport=transport) as mlq:
+        assert mlq.models() == []
+    assert len(seen) == 2 and seen[1] - seen[0] >= 0.95
+    transport, seen = _answers(httpx.Response(503, json=body, headers={"Retry-After": "600"}))
+    with mlqueue.Client("http://api", transport=transport) as mlq, pytest.raises(mlqueue.Unavailable) as full:
+        mlq.models()
+    assert len(seen) == 1 and full.value.code == "queue_full" and full.value.retry_after == 600
+
+
+def test_a_retry_whose_answer_was_lost_is_not_sent_twice():
+    calls: list[str] = []
+
+    def lose(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ReadError("reset after the request was sent", request=request)
+
+    client = mlqueue.Client("http://api", transport=httpx.MockTransport(lose))
+    with client as mlq, pytest.raises(mlqueue.ConnectionFailed):
+        mlq.retry("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+    assert calls == ["/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry"]
