@@ -105,11 +105,11 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "priority_high_start",
-        "high job over a queued low batch waits <= 1 chunk pass",
+        "high job over a low batch waits <= idle p50 + 1 chunk pass",
         "at_most",
         "priority_high_queue_ms",
         1.0,
-        scale_by="priority_chunk_predict_ms",
+        scale_by="priority_high_bound_ms",
         unit="ms",
     ),
     Target("api_rss", "API RSS after every workload <= 150 MB", "at_most", "api_rss_max_mb", 150.0, unit="MB"),

@@ -70,7 +70,7 @@ def values(**overrides):
         "fairness_idle_queue_p50_ms": 2.0,
         "fairness_flood_queue_p50_ms": 3.0,
         "priority_high_queue_ms": 5.0,
-        "priority_chunk_predict_ms": 10.0,
+        "priority_high_bound_ms": 12.0,
     }
     return {**good, **overrides}
 
@@ -89,7 +89,7 @@ def test_targets_all_pass_on_good_numbers():
     assert by_id(rows)["cache_p50"]["bound"] == pytest.approx(1.0)
     assert by_id(rows)["iris_c64_cpu_vs_naive"]["bound"] == pytest.approx(2.0)  # a quarter of naive's 8 ms
     assert by_id(rows)["fairness_p50"]["value"] == pytest.approx(1.5)  # flood / idle: a ratio, at most 2
-    assert by_id(rows)["priority_high_start"]["bound"] == pytest.approx(10.0)  # one chunk's forward pass
+    assert by_id(rows)["priority_high_start"]["bound"] == pytest.approx(12.0)  # idle wait + one chunk pass
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_targets_all_pass_on_good_numbers():
         ({"api_rss_max_mb": 151.0}, "api_rss", 151.0),
         ({"worker_rss_mb": 1501.0}, "worker_rss", 1501.0),
         ({"fairness_flood_queue_p50_ms": 4.02}, "fairness_p50", 2.01),
-        ({"priority_high_queue_ms": 10.1}, "priority_high_start", 10.1),
+        ({"priority_high_queue_ms": 12.1}, "priority_high_start", 12.1),
     ],
 )
 def test_each_target_misses_just_past_its_bound(override, target, value):
@@ -376,11 +376,12 @@ def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path
         "B's p50 queue wait, flood / idle:",
         "high job from A over a queued 5,000-row low batch: queue",
         "one chunk's forward pass",
+        "B's idle p50 + one pass:",
         "finished before the batch: ",
     ):
         assert field in printed, field
     assert re.search(r"(PASS|MISS|SKIP)\s+key B's p50 queue wait while key A floods <= 2 x idle", printed)
-    assert re.search(r"(PASS|MISS)\s+high job over a queued low batch waits <= 1 chunk pass", printed)
+    assert re.search(r"(PASS|MISS)\s+high job over a low batch waits <= idle p50 \+ 1 chunk pass", printed)
     result = json.loads(out.read_text())["fairness"]
     assert result["idle"]["count"] == 5 and result["idle"]["errors"] == 0
     assert result["idle"]["queue_p50_ms"] is not None
@@ -389,3 +390,15 @@ def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path
     assert result["priority"]["status"] == "succeeded" and result["priority"]["batch_status"] == "succeeded"
     assert result["priority"]["batch_chunks"] == 10  # 5,000 rows in chunks of 500
     assert isinstance(result["priority"]["finished_before_batch"], bool)
+
+
+def test_fairness_target_values_add_the_idle_wait_to_one_chunk_pass():
+    result = {"idle": {"queue_p50_ms": 4.0}, "flood": {"queue_p50_ms": 6.0}, "priority": {"queue_ms": 5.0}}
+    result["priority"]["chunk_predict_ms"] = 2.0
+    picked = fairness.target_values(result)
+    assert picked["priority_high_bound_ms"] == pytest.approx(6.0) and picked["fairness_flood_queue_p50_ms"] == 6.0
+    targets = by_id(evaluate(values(**picked)))
+    assert targets["fairness_p50"]["status"] == "PASS" and targets["fairness_p50"]["value"] == pytest.approx(1.5)
+    assert targets["priority_high_start"]["status"] == "PASS"
+    no_pass = fairness.target_values({**result, "priority": {"queue_ms": 5.0, "chunk_predict_ms": None}})
+    assert no_pass["priority_high_bound_ms"] is None  # a batch without predict_ms: SKIP, not a bound of 4 ms
