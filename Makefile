@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint models bench bench-quick api-key clean
+.PHONY: run test lint models publish bench bench-quick api-key clean
 
 $(STAMP): requirements/*.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(PY) -m training --force
+
+# make publish MODEL=iris [VERSION=3] [URL=s3://bucket/prefix]   (URL defaults to MLQUEUE_MODELS_URL)
+publish: $(STAMP)
+	$(PY) -m training $(MODEL) $(if $(VERSION),--version $(VERSION)) --publish $(or $(URL),$(MLQUEUE_MODELS_URL))
 
 bench: $(STAMP)
 	$(PY) -m bench.run

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from shared.errors import Gone, MlqueueError
 
@@ -40,10 +41,23 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(
-        exc.status_code, str(exc.detail), codes.get(exc.status_code, "http_error"), getattr(exc, "headers", None)
-    )
+    # 400 from FastAPI itself is a body its model could not parse as JSON
+    codes = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return error_response(exc.status_code, str(exc.detail), codes.get(exc.status_code, "http_error"), headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path: Starlette's own ``Allow`` names only the first
+    route that matched the path (a path with POST and DELETE routes would say ``POST``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"}) if hasattr(route, "matches") else (None, None)
+        if match is not None and match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

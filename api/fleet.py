@@ -9,6 +9,7 @@ import math
 import time
 from typing import Any
 
+import anyio
 import redis.asyncio as aredis
 
 from shared.errors import Unavailable
@@ -17,6 +18,14 @@ from shared.presence import live_workers
 from shared.queues import MODEL_QUEUES, Queue
 
 MODEL_QUEUE_NAMES = {q.value for q in MODEL_QUEUES}
+
+
+async def listed(repository: ModelRepository) -> dict[str, dict[int, ModelManifest]]:
+    """The repository's models; listing the store again, when due, in a thread (an object store
+    is a network call, which must not hold the event loop)."""
+    if repository.stale:
+        return await anyio.to_thread.run_sync(repository.models)
+    return repository.models()
 
 
 class Fleet:
@@ -51,16 +60,22 @@ class Fleet:
             return Queue.GPU.value
         return Queue.CPU.value if manifest.queue == Queue.GPU else manifest.queue.value
 
-    async def resolve(self, repository: ModelRepository, name: str, pinned: int | None) -> ModelManifest:
-        """The version a request gets: the pinned one, else the newest that a live worker has loaded.
+    async def resolve(self, repository: ModelRepository, name: str, pinned: int | str | None) -> ModelManifest:
+        """The version a request gets. Pinned (a number or an alias such as ``staging``): that one.
+        Unpinned: drawn by the model's traffic split, else its ``production`` alias, else the newest
+        version; in each case among those a live worker has loaded.
 
-        A version dropped into ``models/`` serves only once workers load it (reload), and one that
-        failed to load never serves. With no live worker at all, jobs queue for the newest on disk.
+        A version dropped into the repository serves only once workers load it (reload), and one
+        that failed to load never serves. With no live worker at all, jobs queue for the version
+        the aliases (or the newest on disk) name.
         """
-        manifest = repository.get(name, pinned)  # 404 for unknown names and versions
+        await listed(repository)
+        manifest = repository.get(name, pinned)  # 404 for unknown names, versions and aliases
+        routing = repository.routing(name) if pinned is None else None
         workers = [w for w in await self.workers() if set(w.get("queues", ())) & MODEL_QUEUE_NAMES]
         if not workers:
-            return manifest
+            routed = routing.pick() if routing else None
+            return repository.get(name, routed) if routed else manifest
         loaded: set[int] = set()
         errors: list[str] = []
         for w in workers:
@@ -71,18 +86,28 @@ class Fleet:
                     errors.append(f"v{version} on {w['hostname']}: {info.get('error', 'failed')}")
         why = f" ({'; '.join(errors[:3])})" if errors else ""
         if pinned is not None:
-            if pinned not in loaded:
+            if manifest.version not in loaded:
                 raise Unavailable(
-                    f"model {name} v{pinned} is not loaded on any live worker{why}",
+                    f"model {name} v{manifest.version} is not loaded on any live worker{why}",
                     code="model_version_unavailable",
                     headers=self.retry_after,
                 )
             return manifest
-        servable = sorted(v for v in loaded if v in repository.models().get(name, {}))
+        servable = {v for v in loaded if v in repository.models().get(name, {})}
+        if routing is not None and routing.routes:
+            routed = routing.pick(servable)
+            if routed is None:
+                raise Unavailable(
+                    f"model {name}: no version its aliases route to is loaded on a live worker "
+                    f"(aliases {routing.aliases}, weights {routing.weights}){why}",
+                    code="model_unavailable",
+                    headers=self.retry_after,
+                )
+            return repository.get(name, routed)
         if not servable:
             raise Unavailable(
                 f"model {name} is not loaded on any live worker{why}",
                 code="model_unavailable",
                 headers=self.retry_after,
             )
-        return repository.get(name, servable[-1])
+        return repository.get(name, max(servable))

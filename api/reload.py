@@ -8,13 +8,15 @@ from typing import Any
 import anyio
 
 from api.deps import ApiState
+from api.fleet import listed
 from shared.queues import ControlCommand
 
 RELOAD_WAIT_S = 120.0
 
 
 async def reload_model(state: ApiState, model: str) -> dict[str, Any]:
-    state.repository.refresh()
+    state.repository.refresh()  # list the repository again now, whatever MLQUEUE_MODELS_REFRESH_S says
+    await listed(state.repository)
     newest = state.repository.get(model)  # 404 if the model is unknown
     version = str(newest.version)
 

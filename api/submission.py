@@ -49,6 +49,7 @@ from shared.jobs import (
 )
 from shared.logging import request_id_var
 from shared.manifests import ImageInput, ModelManifest, validate_features
+from shared.routing import ALIAS_RE
 from shared.scheduler import Priority, Work, chunk_member
 from shared.ssrf import check_url
 from shared.store import Enqueue, NewJob
@@ -67,7 +68,7 @@ TICKETS_PER_BATCH = 8  # a batch wakes this many workers at most; each drains th
 class Submission:
     """One request to create a job: from a JSON body or a multipart upload, single or batch."""
 
-    version: int | None = None
+    version: int | str | None = None  # a number or an alias (``shared.routing``)
     input: Any = None  # single JSON job
     inputs: list[Any] | None = None  # JSON batch
     images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
@@ -182,11 +183,16 @@ def _validated(schema: type[SubmitOptions], data: dict[str, Any]) -> SubmitOptio
         raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request") from exc
 
 
-def parse_version(text: str) -> int:
-    """A form's ``version``: ASCII digits only (``str.isdigit`` takes ``²``, which ``int`` refuses),
-    a bounded number of them; the model then bounds the value, as for JSON."""
+def parse_version(text: str) -> int | str:
+    """A form's ``version``: a number, ASCII digits only (``str.isdigit`` takes ``²``, which ``int``
+    refuses), a bounded number of them; or an alias name (``staging``). The model then bounds it,
+    as for JSON."""
+    if ALIAS_RE.fullmatch(text):
+        return text
     if not (text.isascii() and text.isdigit() and len(text) <= len(str(VERSION_MAX))):
-        raise InvalidInput(f"version must be an integer from 1 to {VERSION_MAX}", code="invalid_request")
+        raise InvalidInput(
+            f"version must be an integer from 1 to {VERSION_MAX} or an alias name", code="invalid_request"
+        )
     return int(text)
 
 
@@ -251,6 +257,7 @@ async def new_job(
         deadline_at=now + options.cancel_after_s if options.cancel_after_s else None,
         owner=options.owner,
         priority=options.priority_for(sub.priority),
+        request_id=request_id_var.get(),
         **fields,
     )
     return manifest, job

@@ -7,10 +7,11 @@ import re
 import time
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from shared.routing import ALIAS_MAX, ALIAS_RE, AliasName
 from shared.scheduler import Priority
 
 
@@ -106,6 +107,7 @@ class Job(BaseModel):
     chunk_size: int | None = None
     priority: Priority = Priority.NORMAL
     retry_of: str | None = None  # the job this one re-runs (POST /v1/jobs/{id}/retry)
+    request_id: str | None = None  # of the request that created it: the worker's log lines carry it
 
 
 def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
@@ -184,7 +186,17 @@ class JobPublic(BaseModel):
             webhook = WebhookPublic(url=job.webhook.url, events=job.webhook.events, deliveries=job.deliveries)
         return cls(
             **job.model_dump(
-                exclude={"request_hash", "queue", "webhook", "deliveries", "chunks", "chunk_size", "owner", "cache_key"}
+                exclude={
+                    "request_hash",
+                    "request_id",
+                    "queue",
+                    "webhook",
+                    "deliveries",
+                    "chunks",
+                    "chunk_size",
+                    "owner",
+                    "cache_key",
+                }
             ),
             urls=urls,
             webhook=webhook,
@@ -257,9 +269,11 @@ class SubmitOptions(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    # strict: ``true``, ``"2"`` and ``2.0`` are not versions
-    version: int | None = Field(
-        None, ge=1, le=VERSION_MAX, strict=True, description="Pin a model version; the newest serves otherwise."
+    # strict: ``true``, ``"2"`` and ``2.0`` are not versions; an alias starts with a letter
+    version: Annotated[int, Field(ge=1, le=VERSION_MAX, strict=True)] | AliasName | None = Field(
+        None,
+        description="Pin a model version, by number or alias (`staging`); "
+        "otherwise the traffic split, the `production` alias or the newest version serves.",
     )
     webhook: str | None = Field(None, max_length=WEBHOOK_URL_MAX, description="URL called with signed job events.")
     webhook_events_filter: list[WebhookEvent] | None = Field(
@@ -268,6 +282,18 @@ class SubmitOptions(BaseModel):
     priority: Priority | None = Field(
         None, description="high, normal or low; the API key's default otherwise (and at most its ceiling)."
     )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_or_alias(cls, value: Any) -> Any:
+        """One clear message for every wrong shape (the union would report its int branch only)."""
+        number = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= VERSION_MAX
+        if value is None or number or (isinstance(value, str) and ALIAS_RE.fullmatch(value)):
+            return value
+        raise ValueError(
+            f"version must be an integer from 1 to {VERSION_MAX} or an alias "
+            f"(a letter, then up to {ALIAS_MAX - 1} letters, digits, '_' or '-')"
+        )
 
 
 class JobCreate(SubmitOptions):

@@ -1,4 +1,4 @@
-"""Model manifests (``models/<name>/<version>/manifest.json``) and input validation against them.
+"""Model manifests (``<repository>/<name>/<version>/manifest.json``) and input validation against them.
 
 The API validates a request against the manifest before a job exists; the worker validates again
 (a batch row, a stale API) with the same function, so both sides say the same thing.
@@ -13,14 +13,21 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.errors import InvalidInput, NotFound
+from shared.errors import Conflict, InvalidInput, NotFound
 from shared.fastjson import NON_FINITE
+from shared.model_store import ModelStore, StoreError
 from shared.queues import Queue
+from shared.routing import ALIAS_MAX, ROUTING_FILE, Routing
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -162,49 +169,155 @@ def sha256_of(path: Path) -> str:
 
 
 class ModelRepository:
-    """Reads every manifest under ``models_dir``; rescans at most once a second."""
+    """Every manifest and every model's aliases in the model repository: a folder or an object
+    store (``shared.model_store``). The listing is cached for ``max_age_s``; ``refresh`` (reload)
+    makes the next read list again. A file is read again only when its ETag / mtime changed."""
 
-    def __init__(self, models_dir: Path, max_age_s: float = 1.0) -> None:
-        self.models_dir = Path(models_dir)
+    def __init__(
+        self,
+        location: Path | str | ModelStore,
+        max_age_s: float = 1.0,
+        *,
+        endpoint_url: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.store = location if isinstance(location, ModelStore) else ModelStore(location, endpoint_url)
         self.max_age_s = max_age_s
-        self._lock = threading.Lock()
+        # where a worker keeps the artifacts it downloaded from an object store
+        self.cache_dir = cache_dir
+        self._lock = threading.RLock()
         self._scanned_at = -math.inf
+        self._files: dict[str, tuple[str, Any]] = {}  # relative path → (signature, parsed or error)
         self._models: dict[str, dict[int, ModelManifest]] = {}
+        self._routing: dict[str, Routing] = {}
         self.errors: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRepository:
+        return cls(
+            settings.models_location,
+            settings.models_refresh_interval_s,
+            endpoint_url=settings.s3_endpoint_url,
+            cache_dir=settings.model_cache_dir,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    @property
+    def stale(self) -> bool:
+        """The next read lists the store again (an async caller does that read in a thread)."""
+        return time.monotonic() - self._scanned_at > self.max_age_s
 
     def models(self) -> dict[str, dict[int, ModelManifest]]:
         with self._lock:
-            if time.monotonic() - self._scanned_at > self.max_age_s:
-                self._models, self.errors = scan_models(self.models_dir)
-                self._scanned_at = time.monotonic()
+            if self.stale:
+                self._scan()
             return self._models
 
     def refresh(self) -> None:
         with self._lock:
             self._scanned_at = -math.inf
 
-    def get(self, name: str, version: int | None = None) -> ModelManifest:
+    def routing(self, name: str) -> Routing:
+        """The model's aliases and traffic split (empty when it has none)."""
+        self.models()
+        return self._routing.get(name, Routing())
+
+    def get(self, name: str, version: int | str | None = None) -> ModelManifest:
+        """A version by number or alias; None: the newest."""
         versions = self.models().get(name) if MODEL_NAME_RE.fullmatch(name) else None
         if not versions:
             raise NotFound(f"no model named {name[:100]!r}", code="model_not_found")
         if version is None:
             return versions[max(versions)]
+        if isinstance(version, str):
+            version = self.resolve_alias(name, version)
         if version not in versions:
             raise NotFound(
                 f"model {name} has no version {version} (has {sorted(versions)})", code="model_version_not_found"
             )
         return versions[version]
 
+    def resolve_alias(self, name: str, alias: str) -> int:
+        aliases = self.routing(name).aliases
+        if alias not in aliases:
+            raise NotFound(
+                f"model {name} has no alias {alias[:ALIAS_MAX]!r} (has {sorted(aliases)})", code="alias_not_found"
+            )
+        return aliases[alias]
 
-def scan_models(models_dir: Path) -> tuple[dict[str, dict[int, ModelManifest]], dict[str, str]]:
-    models: dict[str, dict[int, ModelManifest]] = {}
-    errors: dict[str, str] = {}
-    for path in sorted(Path(models_dir).glob(f"*/*/{MANIFEST}")):
+    def update_routing(self, name: str, change: Callable[[Routing], None]) -> Routing:
+        """Read ``<name>/aliases.json`` from the store itself (not the cached listing), apply
+        ``change``, write it back whole. Last writer wins between API processes; within one
+        process the lock orders them."""
+        with self._lock:
+            self.refresh()  # a version published a moment ago can be aliased at once
+            self.get(name)  # 404 for an unknown model
+            path = f"{name}/{ROUTING_FILE}"
+            try:
+                routing = Routing.model_validate_json(self.store.read(path))
+            except FileNotFoundError:
+                routing = Routing()
+            except ValidationError as exc:  # never overwrite aliases nobody can read any more
+                raise Conflict(
+                    f"{self.url}/{path} is unreadable ({exc.errors()[0]['msg']}): fix or delete it first",
+                    code="routing_unreadable",
+                ) from exc
+            change(routing)
+            routing.updated_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.store.write(path, routing.model_dump_json(indent=2).encode() + b"\n")
+            log.info("model.routing_set model=%s aliases=%s weights=%s", name, routing.aliases, routing.weights)
+            self.refresh()
+            return routing
+
+    def _scan(self) -> None:
         try:
-            manifest = ModelManifest.model_validate(json.loads(path.read_text()))
-        except (OSError, ValueError, ValidationError) as exc:
-            errors[str(path)] = str(exc).splitlines()[0]
-            log.warning("manifest.invalid path=%s error=%s", path, errors[str(path)])
-            continue
-        models.setdefault(manifest.name, {})[manifest.version] = manifest
-    return models, errors
+            listing = self.store.listing()
+        except StoreError:
+            if self._scanned_at == -math.inf and not self._models:
+                raise  # never listed: a 503, not "no such model"
+            log.warning("repository.list_failed url=%s (serving the last listing)", self.url, exc_info=True)
+            self._scanned_at = time.monotonic()
+            return
+        files: dict[str, tuple[str, Any]] = {}
+        for path, signature in sorted(listing.items()):
+            parse = _MANIFEST_PATH.fullmatch(path) and _parse_manifest
+            parse = parse or (_ROUTING_PATH.fullmatch(path) and Routing.model_validate_json)
+            if not parse:
+                continue
+            cached = self._files.get(path)
+            if cached and cached[0] == signature:
+                files[path] = cached
+                continue
+            try:
+                files[path] = (signature, parse(self.store.read(path)))
+            except StoreError:
+                # a network blip is not a broken file: keep what was read before, and read it
+                # again at the next listing (an empty signature never matches)
+                log.warning("manifest.read_failed path=%s/%s", self.url, path, exc_info=True)
+                files[path] = ("", cached[1] if cached else f"unreadable at {datetime.now(UTC):%H:%M:%S}")
+            except (OSError, ValueError, ValidationError) as exc:
+                files[path] = (signature, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                log.warning("manifest.invalid path=%s/%s error=%s", self.url, path, files[path][1])
+        models: dict[str, dict[int, ModelManifest]] = {}
+        routing: dict[str, Routing] = {}
+        errors: dict[str, str] = {}
+        for path, (_, parsed) in files.items():
+            if isinstance(parsed, ModelManifest):
+                models.setdefault(parsed.name, {})[parsed.version] = parsed
+            elif isinstance(parsed, Routing):
+                routing[path.split("/", 1)[0]] = parsed
+            else:
+                errors[path] = parsed
+        self._files, self._models, self._routing, self.errors = files, models, routing, errors
+        self._scanned_at = time.monotonic()
+
+
+_MANIFEST_PATH = re.compile(rf"[^/]+/[^/]+/{re.escape(MANIFEST)}")
+_ROUTING_PATH = re.compile(rf"[^/]+/{re.escape(ROUTING_FILE)}")
+
+
+def _parse_manifest(data: bytes) -> ModelManifest:
+    return ModelManifest.model_validate(json.loads(data))

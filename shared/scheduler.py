@@ -136,9 +136,11 @@ table.insert(out, 1, tostring(drained / __WINDOW__))
 return out
 """.replace("__WINDOW__", str(DRAIN_WINDOW_S))
 
-# KEYS: ready, waiting, meta, claimed, deliveries, keys, clock, drained.  ARGV: runner, now, max items, ttl.
+# KEYS: ready, waiting, meta, claimed, deliveries, keys, clock, drained, the queue's Celery list.
+# ARGV: runner, now, max items, ttl, a ticket ("" for none).
 # Claims the lowest tags: single jobs (up to max items, stopping at the first chunk) or one chunk.
-# Returns {member, times claimed, member, times claimed, ...}.
+# When work is left in line and no ticket waits, queues the ticket: an idle worker wakes and helps,
+# whoever holds the other tickets. Returns {member, times claimed, member, times claimed, ...}.
 CLAIM_LUA = """
 local items = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #items == 0 then return {} end
@@ -163,6 +165,9 @@ for i, member in ipairs(items) do
 end
 redis.call('HSET', KEYS[7], 'V', v)
 for i = 4, 8 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4])) end
+if ARGV[5] ~= '' and redis.call('ZCARD', KEYS[1]) > 0 and redis.call('LLEN', KEYS[9]) == 0 then
+  redis.call('LPUSH', KEYS[9], ARGV[5])
+end
 local sec = math.floor(tonumber(now))
 redis.call('HINCRBY', KEYS[8], sec, #out / 2)
 if redis.call('HLEN', KEYS[8]) > 3 * __WINDOW__ then
@@ -255,11 +260,13 @@ class Scheduler:
         self._requeue = client.register_script(REQUEUE_LUA)
         self._prune = client.register_script(PRUNE_LUA)
 
-    def claim(self, queue: str, runner: str, max_items: int = CLAIM_MAX_ITEMS) -> list[Claim]:
+    def claim(self, queue: str, runner: str, max_items: int = CLAIM_MAX_ITEMS, ticket: str = "") -> list[Claim]:
+        """Claim the work next in line for ``runner``; ``ticket`` is queued if work is left and
+        no ticket waits (see CLAIM_LUA)."""
         k = queue_keys(queue)
-        keys = [k.ready, k.waiting, k.meta, k.claimed, k.deliveries, k.keys, k.clock, k.drained]
+        keys = [k.ready, k.waiting, k.meta, k.claimed, k.deliveries, k.keys, k.clock, k.drained, queue]
         now = repr(time.time())
-        flat = self._claim(keys=keys, args=[runner, now, max_items, self.ttl_s])
+        flat = self._claim(keys=keys, args=[runner, now, max_items, self.ttl_s, ticket])
         return [Claim(flat[i], int(flat[i + 1]), f"{runner}|{now}") for i in range(0, len(flat), 2)]
 
     def release(self, queue: str, members: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.durations import parse_duration
+from shared.model_store import is_remote
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,17 @@ class Settings(BaseSettings):
     api_port: int = 8000
     flower_port: int = 5555
     flower_basic_auth: str | None = None  # "user:password[,user2:password2]"
+    # The model repository: a folder (``models_dir``, the default) or ``models_url``, a path or an
+    # object-store URL (``s3://bucket/prefix``; gs:// and az:// with gcsfs / adlfs installed) that
+    # wins when set. S3 credentials come from the standard AWS_* variables; ``s3_endpoint_url`` points
+    # at an S3-compatible server (MinIO, Ceph, moto). Workers download artifacts once into
+    # ``model_cache_dir``. The listing is cached ``models_refresh_s`` (unset: 1 s for a folder,
+    # 10 s for an object store); reload lists again at once.
     models_dir: Path = REPO_ROOT / "models"
+    models_url: str | None = None
+    s3_endpoint_url: str | None = None
+    model_cache_dir: Path = Path.home() / ".cache" / "mlqueue" / "models"
+    models_refresh_s: float | None = Field(None, ge=0)
 
     # Job data lives this long after creation; a tombstone answers 410 for a while after that.
     job_ttl_s: int = Field(86_400, ge=1)
@@ -116,6 +127,16 @@ class Settings(BaseSettings):
 
     log_format: str = "console"  # console | json
     log_level: str = "INFO"
+
+    @property
+    def models_location(self) -> str:
+        return self.models_url or str(self.models_dir)
+
+    @property
+    def models_refresh_interval_s(self) -> float:
+        if self.models_refresh_s is not None:
+            return self.models_refresh_s
+        return 10.0 if is_remote(self.models_location) else 1.0
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import redis
 
 from devtools.processes import Stack, running_stack
 from devtools.redis_server import RedisServer
+from devtools.s3_server import S3Server
+from shared.model_store import ModelStore
 from shared.settings import Settings
 
 
@@ -47,3 +50,22 @@ def redis_settings(redis_server: RedisServer) -> Iterator[Settings]:
     settings = Settings(redis_url=redis_server.url)
     yield settings
     redis.Redis.from_url(redis_server.url).flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3-compatible server on loopback (moto, over HTTP); the AWS_* variables point at it."""
+    server = S3Server(log_path=tmp_path_factory.mktemp("s3") / "moto.log").start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env.items():
+            patch.setenv(name, value)
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: S3Server) -> str:
+    """A fresh bucket for one test, as a model repository URL (``s3://<bucket>/models``)."""
+    bucket = f"mlqueue-{uuid.uuid4().hex[:12]}"
+    ModelStore(f"s3://{bucket}", s3_server.endpoint_url).fs.mkdir(bucket)
+    return f"s3://{bucket}/models"

@@ -43,7 +43,7 @@ from sklearn.model_selection import train_test_split
 
 from shared.images import preprocess_image
 from shared.manifests import DEFAULT_THRESHOLD, ModelManifest, sha256_of
-from training.common import default_models_dir, write_version
+from training.common import MODELS_DIR_HELP, add_publish_argument, output_dir, publish_if_asked, write_version
 from training.digits_eval import HOLDOUT, misses, rendering_matrix
 
 log = logging.getLogger(__name__)
@@ -676,18 +676,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--version", type=int, help=f"default: {DIGITS_VERSION} for digits, 1 for a folder")
-    parser.add_argument("--models-dir", type=Path, default=default_models_dir())
+    parser.add_argument("--models-dir", type=Path, help=MODELS_DIR_HELP)
+    add_publish_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    manifest = train(
-        args.models_dir,
-        args.version,
-        data_dir=args.data,
-        weights=args.weights,
-        name=args.name,
-        epochs=args.epochs,
-        image_size=args.image_size,
-    )
+    with output_dir(args) as models_dir:
+        manifest = train(
+            models_dir,
+            args.version,
+            data_dir=args.data,
+            weights=args.weights,
+            name=args.name,
+            epochs=args.epochs,
+            image_size=args.image_size,
+        )
+        publish_if_asked(args, models_dir, manifest)
     print(f"{manifest.name} v{manifest.version}: {manifest.metrics}")  # noqa: T201 - CLI output
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from shared.errors import MlqueueError
 from shared.fastjson import dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
+from shared.logging import bound
 from shared.manifests import ImageInput
 from shared.store import PREFIX
 from worker import metrics as worker_metrics
@@ -38,6 +39,12 @@ def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
     if started is None or ctx.batches.is_done(job_id, chunk):
         return
     job = started[0]
+    with bound(job_id, job.request_id):  # every line of this chunk names its batch and its request
+        _run_chunk(ctx, job, chunk)
+
+
+def _run_chunk(ctx: WorkerContext, job: Job, chunk: int) -> None:
+    job_id = job.id
     rows = ctx.batches.read_inputs(job_id, chunk)
     if rows is None:
         return  # done by another delivery meanwhile

@@ -90,7 +90,7 @@ def init_context(settings: Settings, load_models: bool = True) -> WorkerContext:
     """Load every model (verified, warmed up). Called once per process, after the pool exists.
     ``load_models=False`` for a worker that consumes no model queue (e.g. webhooks only)."""
     global _context
-    runtime = ModelRuntime(ModelRepository(settings.models_dir))
+    runtime = ModelRuntime(ModelRepository.from_settings(settings))
     if load_models:
         runtime.load_all()
     _context = connect(settings, runtime)

@@ -26,19 +26,20 @@ log = logging.getLogger(__name__)
 DRAIN_BUDGET_S = 30.0  # then a fresh ticket carries on: no ticket stays unacknowledged for long
 
 
-def drain(queue: str, ctx: WorkerContext, wake: Callable[[], None]) -> int:
-    """Claim and run ``queue``'s work until its line is empty; returns the items run. ``wake``
-    sends a fresh ticket (when the budget runs out with work left)."""
+def drain(queue: str, ctx: WorkerContext, ticket: Callable[[], str]) -> int:
+    """Claim and run ``queue``'s work until its line is empty; returns the items run. ``ticket``
+    makes a ticket message: each claim that leaves work in line with no ticket waiting queues one
+    (so idle workers join in, whoever holds the other tickets), as does running out of budget."""
     deadline = time.monotonic() + DRAIN_BUDGET_S
     ran = 0
     while time.monotonic() < deadline:
         with ctx.slot(queue):
-            claims = ctx.scheduler.claim(queue, ctx.runner)
+            claims = ctx.scheduler.claim(queue, ctx.runner, ticket=ticket())
             if not claims:
                 return ran
             run_claims(ctx, queue, claims)
         ran += len(claims)
-    wake()
+    ctx.store.r.lpush(queue, ticket())
     return ran
 
 

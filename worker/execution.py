@@ -22,9 +22,12 @@ from worker.context import WorkerContext
 log = logging.getLogger(__name__)
 
 
-def _ids(job_id: str) -> dict[str, str]:
-    """The job a log line is about: a message may carry many jobs, so the task cannot bind one."""
-    return {"job_id": job_id}
+def _ids(job: Job | str) -> dict[str, str | None]:
+    """The job a log line is about, and the request that created it: one claim runs the jobs of
+    many requests, so the task cannot bind them."""
+    if isinstance(job, str):
+        return {"job_id": job}
+    return {"job_id": job.id, "request_id": job.request_id}
 
 
 RUNNABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # running: a redelivery after its worker died
@@ -48,12 +51,12 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
             log.warning("job.missing (expired before it ran)", extra=_ids(job_ids[i]))
             continue
         if job.status.is_terminal():
-            log.info("job.skipped status=%s", job.status, extra=_ids(job.id))
+            log.info("job.skipped status=%s", job.status, extra=_ids(job))
             continue
         deadline = deadline_transition(job, now)
         if deadline is not None:
             if ctx.store.transition(job.id, *deadline):
-                log.info("job.%s (deadline)", deadline[1]["status"].value, extra=_ids(job.id))
+                log.info("job.%s (deadline)", deadline[1]["status"].value, extra=_ids(job))
                 notify(ctx, job, WebhookEvent.COMPLETED)
             continue
         if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
@@ -69,10 +72,10 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
     applied = ctx.store.transition_many([(job.id, RUNNABLE, running, None) for _, job, _, running in moves])
     for (i, job, stored_input, running), ok in zip(moves, applied, strict=True):
         if not ok:
-            log.info("job.skipped (canceled before start)", extra=_ids(job.id))
+            log.info("job.skipped (canceled before start)", extra=_ids(job))
             continue
         worker_metrics.observe_queue_wait(job.model, now - job.created_at)
-        log.info("job.started model=%s version=%s", job.model, job.version, extra=_ids(job.id))
+        log.info("job.started model=%s version=%s", job.model, job.version, extra=_ids(job))
         if job.status is JobStatus.QUEUED:
             notify(ctx, job, WebhookEvent.STARTED)
         # the record as just written: the final event's snapshot is built from it
@@ -106,11 +109,11 @@ def finish_many(ctx: WorkerContext, results: Sequence[tuple[Job, dict[str, Any],
     for (job, fields, _), ok in zip(results, applied, strict=True):
         worker_metrics.record_job_finished(job.model, fields if ok else None)
         if not ok:
-            log.info("job.result_dropped (canceled while running)", extra=_ids(job.id))
+            log.info("job.result_dropped (canceled while running)", extra=_ids(job))
             statuses.append(None)
             continue
         predict_ms = fields.get("metrics", {}).get("predict_ms")
-        log.info("job.%s predict_ms=%s", fields["status"].value, predict_ms, extra=_ids(job.id))
+        log.info("job.%s predict_ms=%s", fields["status"].value, predict_ms, extra=_ids(job))
         notify(ctx, job, WebhookEvent.COMPLETED)
         statuses.append(fields["status"])
     return statuses

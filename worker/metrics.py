@@ -71,6 +71,23 @@ FAILURES = Counter(
     registry=REGISTRY,
 )
 
+# Per model version, so a rollout (traffic split) can be judged: latency is
+# ``mlqueue_worker_inference_seconds{model,version}``, these count outcomes and predicted labels.
+PREDICTIONS = Counter(
+    "mlqueue_worker_predictions_total",
+    "Single-job predictions per model version, by outcome (succeeded | failed).",
+    ["model", "version", "status"],
+    registry=REGISTRY,
+)
+OUTPUTS = Counter(
+    "mlqueue_worker_outputs_total",
+    "Predicted labels per model version: the manifest's labels (first 50), unknown, anomaly | normal; "
+    "anything else is counted as other.",
+    ["model", "version", "label"],
+    registry=REGISTRY,
+)
+MAX_LABELS = 50  # label values per model version, whatever a manifest lists
+
 _server: Any = None
 
 
@@ -140,3 +157,20 @@ def record_chunk(model: str, results: Iterable[Mapping[str, Any]], counted: bool
 def _code(error: Any) -> str:
     code = error.get("code") if isinstance(error, Mapping) else None
     return code if isinstance(code, str) and code else "unknown"
+
+
+def record_predictions(manifest: ModelManifest, results: Iterable[Any]) -> None:
+    """One forward pass's results (an output dict, or the exception that is the item's error)."""
+    version = str(manifest.version)
+    known = set(manifest.labels[:MAX_LABELS]) | {"unknown"}
+    for result in results:
+        if isinstance(result, BaseException) or not isinstance(result, Mapping):
+            PREDICTIONS.labels(manifest.name, version, "failed").inc()
+            continue
+        PREDICTIONS.labels(manifest.name, version, "succeeded").inc()
+        if "is_anomaly" in result:
+            label = "anomaly" if result["is_anomaly"] else "normal"
+        else:
+            label = result.get("label")
+            label = label if isinstance(label, str) and label in known else "other"
+        OUTPUTS.labels(manifest.name, version, label).inc()

@@ -7,39 +7,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from shared.errors import InvalidInput, MlqueueError, NotFound
 from shared.heap import freeze_loaded_heap
-from shared.manifests import ModelManifest, ModelRepository, sha256_of
+from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
+from worker.artifacts import ArtifactError, fetch_artifact
 from worker.batcher import Batcher
 from worker.families import Predictor, load_predictor
 
 log = logging.getLogger(__name__)
+__all__ = ["ArtifactError", "LoadedModel", "ModelRuntime", "ModelUnavailable"]
 
 
 class ModelUnavailable(MlqueueError):
     code = "model_unavailable"
-
-
-class ArtifactError(MlqueueError):
-    code = "artifact_invalid"
-
-
-def verify_artifact(manifest: ModelManifest, version_dir: Path) -> Path:
-    """Rule 7: an artifact is code (joblib is pickle), so load only the bytes the manifest names."""
-    artifact = version_dir / manifest.artifact
-    if not artifact.is_file():
-        raise ArtifactError(f"{manifest.name} v{manifest.version}: artifact {artifact} is missing")
-    actual = sha256_of(artifact)
-    if actual != manifest.sha256:
-        raise ArtifactError(
-            f"{manifest.name} v{manifest.version}: sha256 mismatch "
-            f"(manifest {manifest.sha256[:12]}…, file {actual[:12]}…); refusing to load"
-        )
-    return artifact
 
 
 @dataclass
@@ -69,6 +52,7 @@ class LoadedModel:
         outputs, predict_ms = self.batcher.run_many(prepared) if prepared else ([], 0.0)
         for i, output in zip(positions, outputs, strict=True):
             results[i] = output
+        worker_metrics.record_predictions(self.manifest, results)
         return results, predict_ms
 
 
@@ -112,7 +96,7 @@ class ModelRuntime:
         key = (manifest.name, manifest.version)
         started = time.perf_counter()
         try:
-            artifact = verify_artifact(manifest, self.repository.models_dir / manifest.name / str(manifest.version))
+            artifact = fetch_artifact(self.repository, manifest)  # rule 7: verified sha256
             predictor = load_predictor(manifest, artifact)
             predictor.warm_up()
         except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others

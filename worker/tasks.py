@@ -31,8 +31,7 @@ COMMON = {
 def drain_queue(self: Task, queue: str) -> None:
     if queue not in {q.value for q in MODEL_QUEUES}:
         return  # not a model queue: a forged or stale ticket runs nothing
-    ctx = current()
-    drain(queue, ctx, wake=lambda: ctx.store.r.lpush(queue, ticket_message(app, queue)))
+    drain(queue, current(), ticket=lambda: ticket_message(app, queue))
 
 
 # The tasks of messages that name their jobs (sent before the scheduler existed).

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api.deps import StateDep
+from api.fleet import listed
 from shared.queues import Queue
 
 router = APIRouter(tags=["ops"])
@@ -39,7 +40,7 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     consumers = await state.fleet.consumers()
     problems: list[str] = []
     models: dict[str, dict[str, Any]] = {}
-    for name, versions in sorted(state.repository.models().items()):
+    for name, versions in sorted((await listed(state.repository)).items()):
         queue = versions[max(versions)].queue
         if queue == Queue.GPU and not consumers.get(Queue.GPU):
             queue = Queue.CPU  # gpu models fall back to CPU workers

@@ -1,4 +1,5 @@
-"""Model repository routes: manifests, input schemas, where each version is loaded, and reload."""
+"""Model repository routes: manifests, input schemas, where each version is loaded, reload,
+aliases and traffic split."""
 
 from __future__ import annotations
 
@@ -6,19 +7,23 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from api import rollout
 from api.deps import ApiState, StateDep
+from api.fleet import listed
 from api.openapi import error_responses
 from api.reload import reload_model as reload_everywhere
+from api.rollout import routing_view
 from api.security import Principal, Scope, authorize
 from shared import cache
 from shared.manifests import ModelManifest
+from shared.routing import AliasSet, TrafficSplit
 
 router = APIRouter(prefix="/v1", tags=["models"])
 Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
 Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
 
 
-def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str, Any]:
+def describe(manifest: ModelManifest, workers: list[dict[str, Any]], aliases: dict[str, int]) -> dict[str, Any]:
     version = str(manifest.version)
     loaded_on, errors = [], {}
     for w in workers:
@@ -32,6 +37,7 @@ def describe(manifest: ModelManifest, workers: list[dict[str, Any]]) -> dict[str
         "input_schema": manifest.input_json_schema(),
         "loaded_on": loaded_on,
         "load_errors": errors,
+        "aliases": sorted(a for a, v in aliases.items() if v == manifest.version),
     }
 
 
@@ -49,30 +55,36 @@ async def queue_entry(state: ApiState, manifest: ModelManifest) -> dict[str, Any
 
 
 async def model_entries(state: ApiState, names: list[str]) -> list[dict[str, Any]]:
-    models = state.repository.models()
+    models = await listed(state.repository)
     workers = await state.fleet.workers(fresh=True)
     cache_stats = await cache.stats(state.redis)
-    return [
-        {
-            "name": name,
-            "latest_version": max(models[name]),
-            "queue": await queue_entry(state, models[name][max(models[name])]),
-            "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
-            "versions": [describe(models[name][v], workers) for v in sorted(models[name], reverse=True)],
-        }
-        for name in names
-    ]
+    entries = []
+    for name in names:
+        routing = state.repository.routing(name)
+        versions = sorted(models[name], reverse=True)
+        entries.append(
+            {
+                "name": name,
+                "latest_version": versions[0],
+                **routing_view(routing),
+                "queue": await queue_entry(state, models[name][versions[0]]),
+                "cache": cache_stats.get(name, {"hits": 0, "lookups": 0}),
+                "versions": [describe(models[name][v], workers, routing.aliases) for v in versions],
+            }
+        )
+    return entries
 
 
 @router.get("/models", responses=error_responses())
 async def list_models(state: StateDep, principal: Reader) -> dict[str, Any]:
     """Every model: its versions, input schema, labels, threshold, metrics and where it is loaded."""
-    return {"models": await model_entries(state, sorted(state.repository.models()))}
+    return {"models": await model_entries(state, sorted(await listed(state.repository)))}
 
 
 @router.get("/models/{model}", responses=error_responses(404, 422))
 async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str, Any]:
-    """One model with all of its versions, newest first."""
+    """One model with all of its versions (newest first), its aliases and its traffic split."""
+    await listed(state.repository)
     state.repository.get(model)  # 404 if unknown
     return (await model_entries(state, [model]))[0]
 
@@ -81,3 +93,21 @@ async def read_model(model: str, state: StateDep, principal: Reader) -> dict[str
 async def reload_model(model: str, state: StateDep, principal: Admin) -> dict[str, Any]:
     """Admin: every live worker loads the versions now in the model repository; queued jobs keep running."""
     return await reload_everywhere(state, model)
+
+
+@router.post("/models/{model}/aliases/{alias}", responses=error_responses(400, 404, 409, 422))
+async def set_model_alias(model: str, alias: str, body: AliasSet, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: point an alias (``production``, ``staging``, any name) at a version; jobs may ask for it."""
+    return await rollout.set_alias(state, model, alias, body.version)
+
+
+@router.delete("/models/{model}/aliases/{alias}", responses=error_responses(404, 409, 422))
+async def delete_model_alias(model: str, alias: str, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: remove an alias (409 while it carries traffic)."""
+    return await rollout.delete_alias(state, model, alias)
+
+
+@router.post("/models/{model}/traffic", responses=error_responses(400, 404, 409, 422))
+async def set_model_traffic(model: str, body: TrafficSplit, state: StateDep, principal: Admin) -> dict[str, Any]:
+    """Admin: split unpinned jobs between aliases by percent (``{}``: all follow ``production``)."""
+    return await rollout.set_traffic(state, model, body.weights)

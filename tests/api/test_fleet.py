@@ -68,3 +68,44 @@ def test_gpu_models_fall_back_to_cpu_without_a_gpu_worker(repo):
     manifest = repo.get("iris").model_copy(update={"queue": "gpu"})
     assert asyncio.run(StaticFleet([worker("a")]).queue_for(manifest)) == "cpu"
     assert asyncio.run(StaticFleet([worker("a"), worker("g", queues=("gpu",))]).queue_for(manifest)) == "gpu"
+
+
+@pytest.fixture
+def routed_repo(tmp_path) -> ModelRepository:
+    for v in (1, 2, 3):
+        iris.train(tmp_path, v)
+    return ModelRepository(tmp_path)
+
+
+LOADED = worker("a", **{v: {"status": "loaded"} for v in ("1", "2", "3")})
+
+
+def test_a_job_may_ask_for_an_alias_and_gets_its_version(routed_repo):
+    routed_repo.update_routing("iris", lambda r: r.aliases.update(staging=2))
+    assert resolve(StaticFleet([LOADED]), routed_repo, pinned="staging") == 2
+    with pytest.raises(NotFound, match="no alias 'canary'") as caught:
+        resolve(StaticFleet([LOADED]), routed_repo, pinned="canary")
+    assert caught.value.code == "alias_not_found"
+
+
+def test_unpinned_jobs_follow_production_then_the_newest(routed_repo):
+    assert resolve(StaticFleet([LOADED]), routed_repo) == 3
+    routed_repo.update_routing("iris", lambda r: r.aliases.update(production=1))
+    assert resolve(StaticFleet([LOADED]), routed_repo) == 1
+    assert resolve(StaticFleet([]), routed_repo) == 1  # no live worker: queued for production
+    unloaded = worker("a", **{"1": {"status": "failed", "error": "sha256 mismatch"}, "3": {"status": "loaded"}})
+    with pytest.raises(Unavailable, match="no version its aliases route to"):
+        resolve(StaticFleet([unloaded]), routed_repo)  # never silently to v3: production was chosen
+
+
+def test_the_traffic_split_draws_by_weight_among_loaded_versions(routed_repo):
+    def split(r):
+        r.aliases.update(production=1, candidate=3)
+        r.weights = {"production": 75, "candidate": 25}
+
+    routed_repo.update_routing("iris", split)
+    versions = [resolve(StaticFleet([LOADED]), routed_repo) for _ in range(800)]
+    assert set(versions) == {1, 3}
+    assert 0.18 < versions.count(3) / len(versions) < 0.32
+    canary_not_loaded = worker("a", **{"1": {"status": "loaded"}})
+    assert {resolve(StaticFleet([canary_not_loaded]), routed_repo) for _ in range(50)} == {1}

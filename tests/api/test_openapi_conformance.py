@@ -4,6 +4,7 @@ and bodies as the document says."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import httpx
@@ -16,7 +17,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from api.main import create_app
 from api.security import Scope, generate_key
 from devtools.processes import running_stack
-from shared.settings import Settings
+from shared.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +29,10 @@ KEY, KEY_ENTRY = generate_key("fuzz", [Scope.SUBMIT, Scope.READ, Scope.ADMIN])
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # schemathesis sends hundreds of requests with a wrong or no key, on purpose: lift the limit on
     # failed authentications (tested in test_security.py), or they become 429s the check refuses
-    settings = {"api_keys": KEY_ENTRY, "auth_failure_limit": "1000000/minute"}
-    with running_stack(tmp_path_factory.mktemp("conformance"), **settings) as stack:
+    tmp = tmp_path_factory.mktemp("conformance")
+    models = shutil.copytree(REPO_ROOT / "models", tmp / "models")  # fuzzed alias calls write there
+    settings = {"api_keys": KEY_ENTRY, "auth_failure_limit": "1000000/minute", "models_dir": str(models)}
+    with running_stack(tmp, **settings) as stack:
         yield stack.api_url
 
 

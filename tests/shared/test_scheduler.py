@@ -156,3 +156,15 @@ def test_stale_fair_share_clocks_are_pruned(redis_settings, scheduler):
     assert set(scheduler.r.hgetall(queue_keys("cpu").clock)) == {"V", "F|key:a|1", "F|key:b|1", "F|key:c|1"}
     assert scheduler.prune_clock("cpu") == 1
     assert set(scheduler.r.hgetall(queue_keys("cpu").clock)) == {"V", "F|key:b|1", "F|key:c|1"}
+
+
+def test_a_claim_that_leaves_work_waiting_wakes_another_worker(redis_settings, scheduler):
+    r = scheduler.r
+    put(redis_settings, [Work(chunk_member("B", c), "k", rows=10) for c in range(3)])
+    scheduler.claim("cpu", "w#1", ticket="T1")
+    assert r.lrange("cpu", 0, -1) == ["T1"]  # work left, no ticket waiting: one is queued
+    scheduler.claim("cpu", "w#1", ticket="T2")
+    assert r.lrange("cpu", 0, -1) == ["T1"]  # one waits already: no second
+    r.delete("cpu")
+    scheduler.claim("cpu", "w#1", ticket="T3")
+    assert r.llen("cpu") == 0  # nothing left in line: nobody to wake

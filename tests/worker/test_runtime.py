@@ -42,3 +42,21 @@ def test_missing_artifact_is_refused(models_dir: Path):
     runtime = ModelRuntime(ModelRepository(models_dir))
     runtime.load_all()
     assert "missing" in runtime.status()["iris"]["1"]["error"]
+
+
+def test_predictions_and_labels_are_counted_per_version(models_dir: Path):
+    from worker.metrics import REGISTRY
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"model": "iris", **labels}) or 0.0
+
+    runtime = ModelRuntime(ModelRepository(models_dir))
+    runtime.load_all()
+    before = count("mlqueue_worker_outputs_total", version="2", label="setosa")
+    failed_before = count("mlqueue_worker_predictions_total", version="2", status="failed")
+    v1_before = count("mlqueue_worker_outputs_total", version="1", label="setosa")
+    results, _ = runtime.predict_many("iris", 2, [[5.1, 3.5, 1.4, 0.2], [5.0, 3.4, 1.5, 0.2], None])
+    assert [r["label"] for r in results[:2]] == ["setosa", "setosa"] and isinstance(results[2], Exception)
+    assert count("mlqueue_worker_outputs_total", version="2", label="setosa") == before + 2
+    assert count("mlqueue_worker_predictions_total", version="2", status="failed") == failed_before + 1
+    assert count("mlqueue_worker_outputs_total", version="1", label="setosa") == v1_before  # v1 served none
