@@ -7,7 +7,8 @@ In one run on this machine it measures, side by side:
       images also from PNG bytes (decode + resize + predict, batches of 32): the image target's base;
   (b) mlqueue end to end through HTTP: a private Redis + one worker + the API (``devtools.processes``);
       the 100k-row batch on a stack of its own with two workers (one per core, one thread each);
-      the result cache on a third stack (cache on only there);
+      the result cache on a third stack (cache on only there); fairness and priority between two
+      API keys, one flooding (issue 13, ``bench.fairness``), on a fourth;
   (c) naive: the tutorial pattern (``bench.naive``) on a Redis of its own;
   (d) BentoML with adaptive batching, in its own virtualenv (skipped with a note if unavailable);
 then prints a table, the issue's targets (PASS/MISS and by how much), and writes everything as JSON.
