@@ -7,7 +7,8 @@ In one run on this machine it measures, side by side:
       images also from PNG bytes (decode + resize + predict, batches of 32): the image target's base;
   (b) mlqueue end to end through HTTP: a private Redis + one worker + the API (``devtools.processes``);
       the 100k-row batch on a stack of its own with two workers (one per core, one thread each);
-      the result cache on a third stack (cache on only there);
+      the result cache on a third stack (cache on only there); fairness and priority between two
+      API keys, one flooding (issue 13, ``bench.fairness``), on a fourth;
   (c) naive: the tutorial pattern (``bench.naive``) on a Redis of its own;
   (d) BentoML with adaptive batching, in its own virtualenv (skipped with a note if unavailable);
 then prints a table, the issue's targets (PASS/MISS and by how much), and writes everything as JSON.
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -57,7 +59,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import clients, load
+from bench import clients, fairness, load
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.profile import Profiler
 from bench.targets import evaluate
@@ -65,7 +67,7 @@ from devtools.processes import Stack, make_stack
 from devtools.redis_server import RedisServer, free_port
 from shared.settings import REPO_ROOT
 
-FAMILIES = ("raw", "idle", "iris", "image", "batch", "cache")
+FAMILIES = ("raw", "idle", "iris", "image", "batch", "cache", "fairness")
 # Workload names the targets look up (target_values).
 FLOOR = "GET /healthz c=1 (HTTP floor)"
 IDLE = "idle single iris"
@@ -98,6 +100,7 @@ class Sizes:
     cache: int = 1_000
     max_s: float = 20.0  # per timed workload
     naive_image_max_s: float = 45.0
+    fairness_sizes: fairness.FairnessSizes = fairness.FULL
 
 
 QUICK = Sizes(
@@ -110,6 +113,7 @@ QUICK = Sizes(
     cache=100,
     max_s=8.0,
     naive_image_max_s=15.0,
+    fairness_sizes=fairness.QUICK,
 )
 
 
@@ -732,6 +736,25 @@ class Bench:
                 self.add(CACHE, "mlqueue", result, cpu, server=list(meter.server))
             self.api_pid = None
 
+    async def run_fairness(self) -> None:
+        """Issue 13: keys A and B (weight 1) on a stack of their own; ``bench.fairness`` drives it."""
+        say("(b) mlqueue fairness: keys A and B; B alone, B while A floods, A's high job over its low batch")
+        tokens, keys = fairness.make_keys()
+        sizes = self.sizes.fairness_sizes
+        overrides = {"api_keys": keys, "batch_chunk_rows": str(sizes.chunk_rows)}
+        with mlqueue_stack(self.tmp / "mlqueue-fairness", **overrides) as stack:
+            pids = stack_pids(stack)
+            self.api_pid = pids["api"]
+            meter = CpuMeter(pids)
+            result = await fairness.run(stack.api_url, tokens, sizes, meter)
+            cpu = result["idle"].pop("cpu_s", None)
+            self.add("fairness: key B alone", "mlqueue", result["idle"], cpu, server=list(meter.server))
+            self.add("fairness: key B, key A flooding", "mlqueue", result["flood"])
+            self.api_pid = None
+        self.extra["fairness"] = result
+        for line in fairness.report_lines(result)[3:]:
+            say(line)
+
     # (c)
     async def run_naive(self) -> None:
         s = self.sizes
@@ -817,6 +840,7 @@ def target_values(rows: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str
         "batch_rows_per_s": batch[0]["rate"] if batch else None,
         "api_rss_max_mb": max(api_rss, default=None),
         "worker_rss_mb": rss.get("worker"),
+        **fairness.target_values(extra.get("fairness")),
     }
 
 
@@ -883,7 +907,9 @@ def render(results: dict[str, Any]) -> str:
                 f"    by library: {top(prof['by_package'])}",
                 f"    by mlqueue function: {top(prof['by_mlqueue_function'])}",
             ]
-    lines += ["", "targets (issue 10, ratios within this run)", "-" * WIDTH]
+    if results.get("fairness"):
+        lines += fairness.report_lines(results["fairness"])
+    lines += ["", "targets (issues 10 and 13, ratios within this run)", "-" * WIDTH]
     for t in results["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:,.3g} {t['unit']}"
         bound = "-" if t["bound"] is None else f"{t['bound']:,.3g}"
@@ -920,6 +946,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await bench.run_batch()
         if "cache" in only:
             await bench.run_cache()
+        if "fairness" in only:
+            await bench.run_fairness()
         if only & {"iris", "image"} and not args.no_naive:
             await bench.run_naive()
         if "image" in only and bench.has_image and not args.no_bentoml:
@@ -929,7 +957,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "duration_s": None,
             "machine": {**machine_info(), "loadavg_at_start": load_at_start, "cpu_busy_pct_at_start": busy_at_start},
-            "sizes": sizes.__dict__,
+            "sizes": dataclasses.asdict(sizes),
             "client": args.client,
             "client_procs": args.client_procs,
             "rows": bench.rows,

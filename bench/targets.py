@@ -1,5 +1,6 @@
-"""Issue 10's targets ("per-job cost"), evaluated on one run's numbers: PASS or MISS and by how much
-(SKIP when a number is missing, e.g. no image model or no BentoML). Every ratio and every scaled
+"""Issue 10's targets ("per-job cost") and issue 13's (fairness, priority), evaluated on one run's
+numbers: PASS or MISS and by how much (SKIP when a number is missing, e.g. no image model or no
+BentoML). Every ratio and every scaled
 bound compares two numbers measured in the same run, on the same machine."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 class Target:
     id: str
     text: str
-    kind: str  # "ratio_at_least" | "at_most" | "at_least"
+    kind: str  # "ratio_at_least" | "ratio_at_most" | "at_most" | "at_least"
     numerator: str  # the measured value (for ratios: the one divided)
     limit: float
     denominator: str | None = None  # ratios: the value divided by
@@ -93,6 +94,24 @@ TARGETS: tuple[Target, ...] = (
         150_000,
         unit="rows/s",
     ),
+    Target(
+        "fairness_p50",
+        "key B's p50 queue wait while key A floods <= 2 x idle",
+        "ratio_at_most",
+        "fairness_flood_queue_p50_ms",
+        2.0,
+        "fairness_idle_queue_p50_ms",
+        unit="x",
+    ),
+    Target(
+        "priority_high_start",
+        "high job over a low batch waits <= idle p50 + 1 chunk pass",
+        "at_most",
+        "priority_high_queue_ms",
+        1.0,
+        scale_by="priority_high_bound_ms",
+        unit="ms",
+    ),
     Target("api_rss", "API RSS after every workload <= 150 MB", "at_most", "api_rss_max_mb", 150.0, unit="MB"),
     Target(
         "worker_rss",
@@ -118,7 +137,7 @@ def evaluate(values: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> l
     for t in targets:
         row: dict[str, Any] = {"id": t.id, "target": t.text, "unit": t.unit}
         measured = _num(values, t.numerator)
-        if t.kind == "ratio_at_least":
+        if t.kind.startswith("ratio_"):
             base = _num(values, t.denominator)
             value = None if measured is None or not base else measured / base
             bound = t.limit
@@ -130,7 +149,7 @@ def evaluate(values: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> l
         if value is None or bound is None:
             out.append({**row, "value": None, "bound": bound, "status": "SKIP", "detail": "not measured in this run"})
             continue
-        at_least = t.kind != "at_most"
+        at_least = t.kind.endswith("at_least")
         ok = value >= bound if at_least else value <= bound
         out.append(
             {

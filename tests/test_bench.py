@@ -6,23 +6,27 @@ end. Nothing here asserts performance: the numbers are only printed by ``make be
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.server
 import json
 import math
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench import clients, load
+from bench import clients, fairness, load
+from bench import run as bench_run
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.run import CpuMeter, PeakRss, cpu_ms_per_job, naive_service, render, target_values, tree_rss_mb
 from bench.stats import percentile, summarize
 from bench.targets import evaluate
 from shared.images import preprocess_image
+from shared.settings import REPO_ROOT
 
 
 def test_percentile_on_known_data():
@@ -63,6 +67,10 @@ def values(**overrides):
         "batch_rows_per_s": 160_000.0,
         "api_rss_max_mb": 90.0,
         "worker_rss_mb": 800.0,
+        "fairness_idle_queue_p50_ms": 2.0,
+        "fairness_flood_queue_p50_ms": 3.0,
+        "priority_high_queue_ms": 5.0,
+        "priority_high_bound_ms": 12.0,
     }
     return {**good, **overrides}
 
@@ -74,12 +82,14 @@ def by_id(rows):
 def test_targets_all_pass_on_good_numbers():
     rows = evaluate(values())
     assert {r["status"] for r in rows} == {"PASS"}
-    assert len(rows) == 10
+    assert len(rows) == 12
     assert by_id(rows)["image_vs_raw"]["value"] == pytest.approx(0.4)
     assert by_id(rows)["idle_p50"]["bound"] == pytest.approx(2.0)  # 4 x the HTTP floor's p50
     assert by_id(rows)["idle_p99"]["bound"] == pytest.approx(5.0)  # 10 x the floor's p50
     assert by_id(rows)["cache_p50"]["bound"] == pytest.approx(1.0)
     assert by_id(rows)["iris_c64_cpu_vs_naive"]["bound"] == pytest.approx(2.0)  # a quarter of naive's 8 ms
+    assert by_id(rows)["fairness_p50"]["value"] == pytest.approx(1.5)  # flood / idle: a ratio, at most 2
+    assert by_id(rows)["priority_high_start"]["bound"] == pytest.approx(12.0)  # idle wait + one chunk pass
 
 
 @pytest.mark.parametrize(
@@ -95,6 +105,8 @@ def test_targets_all_pass_on_good_numbers():
         ({"batch_rows_per_s": 149_999.0}, "batch_100k", 149_999.0),
         ({"api_rss_max_mb": 151.0}, "api_rss", 151.0),
         ({"worker_rss_mb": 1501.0}, "worker_rss", 1501.0),
+        ({"fairness_flood_queue_p50_ms": 4.02}, "fairness_p50", 2.01),
+        ({"priority_high_queue_ms": 12.1}, "priority_high_start", 12.1),
     ],
 )
 def test_each_target_misses_just_past_its_bound(override, target, value):
@@ -124,6 +136,10 @@ def test_missing_numbers_are_skipped_not_failed():
     assert rows["iris_c64_cpu_vs_naive"]["status"] == "SKIP"  # a zero base is no measurement
     assert {rows[k]["status"] for k in ("idle_p50", "idle_p99", "cache_p50")} == {"SKIP"}
     assert rows["image_vs_raw"]["status"] == "PASS"
+    no_fairness = by_id(evaluate(values(**fairness.target_values(None))))  # the workload did not run
+    assert {no_fairness[k]["status"] for k in ("fairness_p50", "priority_high_start")} == {"SKIP"}
+    zero_idle = by_id(evaluate(values(fairness_idle_queue_p50_ms=0.0)))
+    assert zero_idle["fairness_p50"]["status"] == "SKIP"  # no ratio to a zero wait
 
 
 def test_target_values_pick_the_right_rows_and_the_report_renders():
@@ -338,3 +354,51 @@ def test_peak_rss_sees_memory_that_is_gone_by_the_end():
         time.sleep(0.1)
     assert rss.peak_mb["me"] > base + 150
     assert tree_rss_mb(os.getpid()) < base + 50  # gone by the end: only the peak saw it
+
+
+@pytest.mark.integration
+def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path, monkeypatch, capsys):
+    """``python -m bench.run --quick --only fairness`` with a 5,000-row batch and 5 jobs per phase:
+    two keys on a real stack; the report prints every wait and the two issue-13 targets."""
+    models = tmp_path / "models"  # iris only: the worker starts in seconds
+    shutil.copytree(REPO_ROOT / "models" / "iris", models / "iris")
+    monkeypatch.setenv("MLQUEUE_MODELS_DIR", str(models))
+    monkeypatch.setattr(bench_run, "QUICK", dataclasses.replace(bench_run.QUICK, fairness_sizes=fairness.TINY))
+    out = tmp_path / "fairness.json"
+    bench_run.main(["--quick", "--only", "fairness", "--out", str(out)])
+    printed = capsys.readouterr().out
+    for field in (
+        "key B alone, single jobs one at a time:",
+        "key B while key A's 5,000-row batch runs:",
+        "queue p50",
+        "latency p50",
+        "batch done when B's jobs finished",
+        "B's p50 queue wait, flood / idle:",
+        "high job from A over a queued 5,000-row low batch: queue",
+        "one chunk's forward pass",
+        "B's idle p50 + one pass:",
+        "finished before the batch: ",
+    ):
+        assert field in printed, field
+    assert re.search(r"(PASS|MISS|SKIP)\s+key B's p50 queue wait while key A floods <= 2 x idle", printed)
+    assert re.search(r"(PASS|MISS)\s+high job over a low batch waits <= idle p50 \+ 1 chunk pass", printed)
+    result = json.loads(out.read_text())["fairness"]
+    assert result["idle"]["count"] == 5 and result["idle"]["errors"] == 0
+    assert result["idle"]["queue_p50_ms"] is not None
+    assert result["flood"]["errors"] == 0 and result["flood"]["rounds"]
+    assert all(r["status"] == "succeeded" for r in result["flood"]["rounds"])
+    assert result["priority"]["status"] == "succeeded" and result["priority"]["batch_status"] == "succeeded"
+    assert result["priority"]["batch_chunks"] == 10  # 5,000 rows in chunks of 500
+    assert isinstance(result["priority"]["finished_before_batch"], bool)
+
+
+def test_fairness_target_values_add_the_idle_wait_to_one_chunk_pass():
+    result = {"idle": {"queue_p50_ms": 4.0}, "flood": {"queue_p50_ms": 6.0}, "priority": {"queue_ms": 5.0}}
+    result["priority"]["chunk_predict_ms"] = 2.0
+    picked = fairness.target_values(result)
+    assert picked["priority_high_bound_ms"] == pytest.approx(6.0) and picked["fairness_flood_queue_p50_ms"] == 6.0
+    targets = by_id(evaluate(values(**picked)))
+    assert targets["fairness_p50"]["status"] == "PASS" and targets["fairness_p50"]["value"] == pytest.approx(1.5)
+    assert targets["priority_high_start"]["status"] == "PASS"
+    no_pass = fairness.target_values({**result, "priority": {"queue_ms": 5.0, "chunk_predict_ms": None}})
+    assert no_pass["priority_high_bound_ms"] is None  # a batch without predict_ms: SKIP, not a bound of 4 ms
