@@ -105,7 +105,7 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "priority_high_start",
-        "high job over a low batch waits <= idle p50 + 1 chunk pass",
+        "high jobs over a low batch: p50 wait <= idle p50 + 1 chunk pass",
         "at_most",
         "priority_high_queue_ms",
         1.0,

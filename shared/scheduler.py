@@ -137,8 +137,9 @@ return out
 """.replace("__WINDOW__", str(DRAIN_WINDOW_S))
 
 # KEYS: ready, waiting, meta, claimed, deliveries, keys, clock, drained, the queue's Celery list.
-# ARGV: runner, now, max items, ttl, a ticket ("" for none).
-# Claims the lowest tags: single jobs (up to max items, stopping at the first chunk) or one chunk.
+# ARGV: runner, now, max items, ttl, a ticket ("" for none), "1" if a chunk may be claimed.
+# Claims the lowest tags: single jobs (up to max items, stopping at the first chunk) or one chunk;
+# when no chunk may be claimed, the single jobs among the first max items, passing the chunks.
 # When work is left in line and no ticket waits, queues the ticket: an idle worker wakes and helps,
 # whoever holds the other tickets. Returns {member, times claimed, member, times claimed, ...}.
 CLAIM_LUA = """
@@ -146,23 +147,27 @@ local items = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
 if #items == 0 then return {} end
 local v = tonumber(redis.call('HGET', KEYS[7], 'V') or '0')
 local now = ARGV[2]
+local chunks_ok = ARGV[6] == '1'
 local out = {}
-for i, member in ipairs(items) do
+for _, member in ipairs(items) do
   local chunk = string.find(member, '.', 1, true) ~= nil
-  if chunk and i > 1 then break end
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('ZREM', KEYS[2], member)
-  local meta = redis.call('HGET', KEYS[3], member)
-  if meta then
-    local m = cjson.decode(meta)
-    if m['s'] > v then v = m['s'] end
-    if redis.call('HINCRBY', KEYS[6], m['o'], -1) <= 0 then redis.call('HDEL', KEYS[6], m['o']) end
+  if chunk and #out > 0 then break end
+  if chunks_ok or not chunk then  -- (Redis runs Lua 5.1: no goto, no continue)
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
+    local meta = redis.call('HGET', KEYS[3], member)
+    if meta then
+      local m = cjson.decode(meta)
+      if m['s'] > v then v = m['s'] end
+      if redis.call('HINCRBY', KEYS[6], m['o'], -1) <= 0 then redis.call('HDEL', KEYS[6], m['o']) end
+    end
+    redis.call('HSET', KEYS[4], member, ARGV[1] .. '|' .. now)
+    out[#out + 1] = member
+    out[#out + 1] = redis.call('HINCRBY', KEYS[5], member, 1)
+    if chunk then break end
   end
-  redis.call('HSET', KEYS[4], member, ARGV[1] .. '|' .. now)
-  out[#out + 1] = member
-  out[#out + 1] = redis.call('HINCRBY', KEYS[5], member, 1)
-  if chunk then break end
 end
+if #out == 0 then return {} end
 redis.call('HSET', KEYS[7], 'V', v)
 for i = 4, 8 do redis.call('EXPIRE', KEYS[i], tonumber(ARGV[4])) end
 if ARGV[5] ~= '' and redis.call('ZCARD', KEYS[1]) > 0 and redis.call('LLEN', KEYS[9]) == 0 then
@@ -260,13 +265,15 @@ class Scheduler:
         self._requeue = client.register_script(REQUEUE_LUA)
         self._prune = client.register_script(PRUNE_LUA)
 
-    def claim(self, queue: str, runner: str, max_items: int = CLAIM_MAX_ITEMS, ticket: str = "") -> list[Claim]:
+    def claim(
+        self, queue: str, runner: str, max_items: int = CLAIM_MAX_ITEMS, ticket: str = "", chunks: bool = True
+    ) -> list[Claim]:
         """Claim the work next in line for ``runner``; ``ticket`` is queued if work is left and
-        no ticket waits (see CLAIM_LUA)."""
+        no ticket waits; ``chunks=False`` claims single jobs only (see CLAIM_LUA)."""
         k = queue_keys(queue)
         keys = [k.ready, k.waiting, k.meta, k.claimed, k.deliveries, k.keys, k.clock, k.drained, queue]
         now = repr(time.time())
-        flat = self._claim(keys=keys, args=[runner, now, max_items, self.ttl_s, ticket])
+        flat = self._claim(keys=keys, args=[runner, now, max_items, self.ttl_s, ticket, "1" if chunks else "0"])
         return [Claim(flat[i], int(flat[i + 1]), f"{runner}|{now}") for i in range(0, len(flat), 2)]
 
     def release(self, queue: str, members: Sequence[str]) -> None:

@@ -374,14 +374,15 @@ def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path
         "latency p50",
         "batch done when B's jobs finished",
         "B's p50 queue wait, flood / idle:",
-        "high job from A over a queued 5,000-row low batch: queue",
+        "high jobs from A over its queued 5,000-row low batch: queue p50",
+        "positions at submit [1",
         "one chunk's forward pass",
         "B's idle p50 + one pass:",
-        "finished before the batch: ",
+        "the first finished before the batch: ",
     ):
         assert field in printed, field
     assert re.search(r"(PASS|MISS|SKIP)\s+key B's p50 queue wait while key A floods <= 2 x idle", printed)
-    assert re.search(r"(PASS|MISS)\s+high job over a low batch waits <= idle p50 \+ 1 chunk pass", printed)
+    assert re.search(r"(PASS|MISS)\s+high jobs over a low batch: p50 wait <= idle p50 \+ 1 chunk pass", printed)
     result = json.loads(out.read_text())["fairness"]
     assert result["idle"]["count"] == 5 and result["idle"]["errors"] == 0
     assert result["idle"]["queue_p50_ms"] is not None
@@ -390,6 +391,7 @@ def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path
     assert result["priority"]["status"] == "succeeded" and result["priority"]["batch_status"] == "succeeded"
     assert result["priority"]["batch_chunks"] == 10  # 5,000 rows in chunks of 500
     assert isinstance(result["priority"]["finished_before_batch"], bool)
+    assert 1 <= result["priority"]["high_jobs"] <= 2 and result["priority"]["positions"][0] == 1
 
 
 def test_fairness_target_values_add_the_idle_wait_to_one_chunk_pass():

@@ -44,7 +44,7 @@ class WorkerContext:
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
     notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
-    _slots: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    _slots: dict[str, tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]] = field(default_factory=dict)
     _slots_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -52,11 +52,15 @@ class WorkerContext:
         """Recorded on the work this process claims; the sweeper compares it with this worker's presence."""
         return f"{self.hostname}#{self.incarnation}"
 
-    def slot(self, queue: str) -> threading.BoundedSemaphore:
-        """Held while claiming and running one item of ``queue`` (``worker_slots`` of them)."""
+    def slots(self, queue: str) -> tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]:
+        """``queue``'s slots: one is held while claiming and running one item (``worker_slots``
+        of them); the second is held too when that item is a batch chunk, and has one fewer, so a
+        slot is always kept for single jobs: one arriving behind a flood of chunks is claimed at
+        once instead of after the chunk that frees a slot (with one slot, both share it)."""
         with self._slots_lock:
             if queue not in self._slots:
-                self._slots[queue] = threading.BoundedSemaphore(self.settings.worker_slots)
+                n = self.settings.worker_slots
+                self._slots[queue] = threading.BoundedSemaphore(n), threading.BoundedSemaphore(max(1, n - 1))
             return self._slots[queue]
 
 

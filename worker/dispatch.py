@@ -31,13 +31,19 @@ def drain(queue: str, ctx: WorkerContext, ticket: Callable[[], str]) -> int:
     makes a ticket message: each claim that leaves work in line with no ticket waiting queues one
     (so idle workers join in, whoever holds the other tickets), as does running out of budget."""
     deadline = time.monotonic() + DRAIN_BUDGET_S
+    slot, chunk_slot = ctx.slots(queue)
     ran = 0
     while time.monotonic() < deadline:
-        with ctx.slot(queue):
-            claims = ctx.scheduler.claim(queue, ctx.runner, ticket=ticket())
-            if not claims:
-                return ran
-            run_claims(ctx, queue, claims)
+        with slot:
+            chunks = chunk_slot.acquire(blocking=False)
+            try:
+                claims = ctx.scheduler.claim(queue, ctx.runner, ticket=ticket(), chunks=chunks)
+                if not claims:
+                    return ran
+                run_claims(ctx, queue, claims)
+            finally:
+                if chunks:
+                    chunk_slot.release()
         ran += len(claims)
     ctx.store.r.lpush(queue, ticket())
     return ran

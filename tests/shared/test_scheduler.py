@@ -168,3 +168,12 @@ def test_a_claim_that_leaves_work_waiting_wakes_another_worker(redis_settings, s
     r.delete("cpu")
     scheduler.claim("cpu", "w#1", ticket="T3")
     assert r.llen("cpu") == 0  # nothing left in line: nobody to wake
+
+
+def test_a_claim_without_chunks_takes_the_single_jobs_behind_them(redis_settings, scheduler):
+    put(redis_settings, [Work(chunk_member("B", c), "key:a", rows=10) for c in range(2)])
+    put(redis_settings, [Work("J1", "key:a"), Work("J2", "key:a")])  # behind key:a's own chunks
+    assert [c.member for c in scheduler.claim("cpu", "w#1", chunks=False)] == ["J1", "J2"]
+    assert scheduler.claim("cpu", "w#1", chunks=False) == []  # only chunks left: nothing, no ticket
+    assert scheduler.r.llen("cpu") == 0
+    assert [c.member for c in scheduler.claim("cpu", "w#1")] == [chunk_member("B", 0)]
