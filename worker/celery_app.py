@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import threading
 from typing import Any
 
@@ -27,7 +26,6 @@ app = make_celery(settings)
 app.conf.include = ["worker.tasks", "worker.webhook_tasks"]
 
 log = logging.getLogger(__name__)
-SWITCH_INTERVAL_S = 0.001
 _heartbeat: Any = None
 _scheduler: Any = None
 _sweeper: Any = None
@@ -68,10 +66,6 @@ def _load_models(sender: Any = None, **_: Any) -> None:
     from worker.context import cap_threads, init_context
 
     cap_threads(settings)
-    # A batch chunk's Python (parsing, formatting) holds the GIL for up to the switch interval
-    # before a single job's thread gets it back for its next Redis round trip: 5 ms by default, a
-    # whole idle job's wait. 1 ms keeps a single job behind a flood of chunks near its idle wait.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     # A worker on no model queue (webhooks only) loads no models: it never runs a prediction.
     _loads_models = _serves_models(_consumed_queues(sender))
     ctx = init_context(settings, load_models=_loads_models)
