@@ -22,9 +22,9 @@ import redis
 import redis.asyncio as aredis
 
 from shared import fastjson
-from shared.redis_keys import PREFIX
-from shared.scheduler import Ranked, queue_keys, register_enqueue
-from shared.store import EVENTS_CHANNEL, Enqueue, job_key, push_work
+from shared.redis_keys import EVENTS_CHANNEL, done_key, image_key, in_key, job_key, out_key, queue_keys
+from shared.scheduler import Ranked, register_enqueue
+from shared.store import Enqueue, push_work
 
 # KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
 # Returns nil (job gone), {0, reason} (not counted), or {1, final (0|1), done, failed, status}.
@@ -59,22 +59,6 @@ redis.call('PUBLISH', ARGV[6], cjson.encode({id = string.match(KEYS[1], 'job:(.*
   progress = {total = total, done = done, failed = failed}}))
 return {1, final, done, failed, status}
 """
-
-
-def in_key(job_id: str, chunk: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:in:{chunk}"
-
-
-def out_key(job_id: str, chunk: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:out:{chunk}"
-
-
-def done_key(job_id: str) -> str:
-    return f"{PREFIX}:batch:{job_id}:done"
-
-
-def image_key(job_id: str, index: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:img:{index}"
 
 
 def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:

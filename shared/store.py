@@ -1,6 +1,6 @@
 """The job store in Redis: one hash per job, time-ordered indexes, a tombstone, an events channel.
 
-Layout (every key has a TTL):
+Layout (every key has a TTL; the keys are built in ``shared.redis_keys``):
     mlqueue:job:{id}        hash; ``status`` raw, every other field JSON; TTL = job TTL
     mlqueue:job:{id}:deliveries  list of webhook delivery attempts (JSON)
     mlqueue:tomb:{id}       JSON {"model", "owner"}; outlives the job so an old id answers 410, not 404
@@ -38,25 +38,22 @@ import redis.retry
 
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
-from shared.redis_keys import PREFIX
-from shared.scheduler import Ranked, Work, enqueue, queue_keys, register_enqueue
+from shared.redis_keys import (
+    EVENTS_CHANNEL,
+    INDEX_ALL,
+    blob_key,
+    deliveries_key,
+    idem_key,
+    job_key,
+    model_index,
+    owner_index,
+    queue_keys,
+    tomb_key,
+)
+from shared.scheduler import Ranked, Work, enqueue, register_enqueue
 from shared.settings import Settings
 
-EVENTS_CHANNEL = f"{PREFIX}:events"
-INDEX_ALL = f"{PREFIX}:jobs"
 LIST_SCAN_CAP = 2000  # most index entries one list call examines before returning a cursor
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
-
-
-def deliveries_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}:deliveries"
-
-
-def tomb_key(job_id: str) -> str:
-    return f"{PREFIX}:tomb:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -77,28 +74,12 @@ async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: flo
     return at
 
 
-def model_index(model: str) -> str:
-    return f"{PREFIX}:jobs:m:{model}"
-
-
-def blob_key(job_id: str) -> str:
-    return f"{PREFIX}:blob:{job_id}"
-
-
 BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
-
-
-def owner_index(owner: str) -> str:
-    return f"{PREFIX}:jobs:o:{owner}"
 
 
 def has_blob(value: Any) -> bool:
     """Whether a stored input is a claim check (its bytes live under their own key)."""
     return isinstance(value, dict) and BLOB_REF in value
-
-
-def idem_key(key: str) -> str:
-    return f"{PREFIX}:idem:{key}"
 
 
 def tombstone(job: Job) -> str:

@@ -16,7 +16,7 @@ from shared.fastjson import dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.logging import bound
 from shared.manifests import ImageInput
-from shared.store import PREFIX
+from shared.redis_keys import progress_key
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 from worker.execution import begin, notify
@@ -63,7 +63,7 @@ def _run_chunk(ctx: WorkerContext, job: Job, chunk: int) -> None:
     elif final:
         log.info("batch.%s", status)
         notify(ctx, job, WebhookEvent.COMPLETED)
-    elif ctx.store.r.set(f"{PREFIX}:webhook:progress:{job_id}", 1, nx=True, px=PROGRESS_EVERY_MS):
+    elif ctx.store.r.set(progress_key(job_id), 1, nx=True, px=PROGRESS_EVERY_MS):
         notify(ctx, job, WebhookEvent.PROGRESS)
 
 

@@ -34,10 +34,9 @@ from celery import Celery
 from shared.batch_store import BatchStore
 from shared.celery_messages import ticket_message
 from shared.jobs import JobStatus, WebhookEvent
-from shared.presence import worker_key
 from shared.queues import MODEL_QUEUES
-from shared.redis_keys import PREFIX
-from shared.scheduler import Scheduler, parse_member, queue_keys
+from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
+from shared.scheduler import Scheduler, parse_member
 from shared.settings import Settings
 from shared.store import JobStore
 from shared.webhook_events import send_event
@@ -45,7 +44,6 @@ from worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = f"{PREFIX}:sweeper:lease"
 POISON = {"code": "poison_job", "message": "its worker died every time it ran (delivered too often)"}
 
 # Take the lease, or renew it if it is ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
@@ -104,8 +102,8 @@ class Sweeper:
     def stop(self) -> None:
         self._stop.set()
         try:  # hand the lease over now rather than when it expires
-            if self.r.get(LEASE_KEY) == self.holder:
-                self.r.delete(LEASE_KEY)
+            if self.r.get(SWEEPER_LEASE) == self.holder:
+                self.r.delete(SWEEPER_LEASE)
         except redis.RedisError:
             pass
 
@@ -121,7 +119,7 @@ class Sweeper:
 
     def take_lease(self) -> bool:
         ttl_ms = int(self.settings.sweep_interval_s * 3 * 1000)
-        return bool(self._lease(keys=[LEASE_KEY], args=[self.holder, ttl_ms]))
+        return bool(self._lease(keys=[SWEEPER_LEASE], args=[self.holder, ttl_ms]))
 
     # -- one pass --------------------------------------------------------------------------------
 
