@@ -14,7 +14,7 @@ import redis.asyncio as aredis
 from fastapi import Response
 
 from api.coalesce import Coalescer
-from shared.errors import TooManyRequests
+from shared.errors import ErrorCode, TooManyRequests
 from shared.redis_keys import rate_limit_key
 
 if TYPE_CHECKING:
@@ -124,6 +124,6 @@ async def enforce_auth_failures(state: ApiState, ip: str) -> None:
         limit = verdict.limit
         raise TooManyRequests(
             f"too many failed authentications from this address (limit {limit.count} per {limit.period_s}s)",
-            code="auth_rate_limited",
+            code=ErrorCode.AUTH_RATE_LIMITED,
             headers={"Retry-After": str(max(1, math.ceil(verdict.retry_s)))},
         )

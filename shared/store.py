@@ -36,7 +36,7 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.retry
 
-from shared.errors import Conflict, Gone, NotFound
+from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.redis_keys import (
     EVENTS_CHANNEL,
@@ -239,14 +239,18 @@ class AsyncJobStore:
         marker = await self.r.get(idem_key(key)) or " "
         job_id, _, stored_hash = marker.partition(" ")
         if stored_hash != request_hash:
-            raise Conflict("Idempotency-Key was already used with a different request", code="idempotency_conflict")
+            raise Conflict(
+                "Idempotency-Key was already used with a different request", code=ErrorCode.IDEMPOTENCY_CONFLICT
+            )
         # The first request may still be writing its record: give it a moment.
         for _ in range(20):
             raw = await self.r.hgetall(job_key(job_id))
             if raw:
                 return decode_job(raw)
             await asyncio.sleep(0.05)
-        raise Conflict("the request with this Idempotency-Key is still being created", code="idempotency_in_flight")
+        raise Conflict(
+            "the request with this Idempotency-Key is still being created", code=ErrorCode.IDEMPOTENCY_IN_FLIGHT
+        )
 
     async def get(self, job_id: str) -> Job:
         async with self.r.pipeline(transaction=False) as pipe:
@@ -258,7 +262,7 @@ class AsyncJobStore:
         tomb = await self.r.get(tomb_key(job_id))
         if tomb is not None:
             raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
-        raise NotFound(f"no job with id {job_id}", code="job_not_found")
+        raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
 
     async def stored_input(self, job_id: str, binary: aredis.Redis) -> tuple[Any, bytes | None]:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
@@ -277,7 +281,9 @@ class AsyncJobStore:
             return None
         applied, before = res
         if not applied:
-            raise Conflict(f"job {job_id} is {before}", code="job_not_cancelable" if before else "conflict")
+            raise Conflict(
+                f"job {job_id} is {before}", code=ErrorCode.JOB_NOT_CANCELABLE if before else ErrorCode.CONFLICT
+            )
         return JobStatus(before)
 
     async def cancel(self, job_id: str) -> Job:
@@ -295,7 +301,7 @@ class AsyncJobStore:
         fields = {
             "status": JobStatus.FAILED,
             "completed_at": time.time(),
-            "error": {"code": "enqueue_failed", "message": message},
+            "error": {"code": ErrorCode.ENQUEUE_FAILED, "message": message},
         }
         with contextlib.suppress(Conflict):  # canceled meanwhile: nothing to fix
             await self.transition(job_id, (JobStatus.QUEUED,), fields)

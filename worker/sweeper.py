@@ -33,6 +33,7 @@ from celery import Celery
 
 from shared.batch_store import BatchStore
 from shared.celery_messages import ticket_message
+from shared.errors import ErrorCode
 from shared.jobs import JobStatus, WebhookEvent
 from shared.queues import MODEL_QUEUES
 from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
@@ -44,7 +45,7 @@ from worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 
-POISON = {"code": "poison_job", "message": "its worker died every time it ran (delivered too often)"}
+POISON = {"code": ErrorCode.POISON_JOB, "message": "its worker died every time it ran (delivered too often)"}
 
 # Take the lease, or renew it if it is ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
 LEASE_LUA = """
@@ -193,7 +194,7 @@ class Sweeper:
                 self._notify(job_id)
         self._scheduler.release(queue, [member])
         if failed:
-            worker_metrics.record_recovered(queue, "poison_job")
+            worker_metrics.record_recovered(queue, ErrorCode.POISON_JOB)
             log.error("job.dead_letter member=%s queue=%s", member, queue)
         return failed
 
@@ -211,7 +212,7 @@ class Sweeper:
             fields = {
                 "status": JobStatus.FAILED,
                 "completed_at": now,
-                "error": {"code": "enqueue_failed", "message": "the batch's inputs were not completely stored"},
+                "error": {"code": ErrorCode.ENQUEUE_FAILED, "message": "the batch's inputs were not completely stored"},
             }
             if self._store.transition(job_id, (JobStatus.QUEUED,), fields):
                 report.failed.append(job_id)
