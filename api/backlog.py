@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aredis
 
-from shared.errors import TooManyRequests, Unavailable
+from shared.errors import ErrorCode, TooManyRequests, Unavailable
 from shared.jobs import Job, JobKind, JobStatus, QueueInfo
 from shared.scheduler import QueueState, chunk_member, items_ahead, queue_state
 from shared.settings import Settings
@@ -85,7 +85,7 @@ class Backlog:
             raise Unavailable(
                 f"queue {queue} is full: its oldest job has waited {q.oldest_age_s:.0f}s "
                 f"(the bound is {s.max_backlog_age_s:g}s)",
-                code="queue_full",
+                code=ErrorCode.QUEUE_FULL,
                 headers={"Retry-After": _seconds(retry)},
             )
         per_key = {k: n + cached.admitted.get(k, 0) for k, n in q.per_key.items()}
@@ -104,12 +104,12 @@ class Backlog:
                     raise TooManyRequests(
                         f"queue {queue} is full and this key holds more than its fair share of it "
                         f"({mine} of {backlog} items waiting)",
-                        code="fair_share_exceeded",
+                        code=ErrorCode.FAIR_SHARE_EXCEEDED,
                         headers=headers,
                     )
                 raise Unavailable(
                     f"queue {queue} is full ({backlog} items waiting, the bound is {s.max_backlog})",
-                    code="queue_full",
+                    code=ErrorCode.QUEUE_FULL,
                     headers=headers,
                 )
         cached.admitted[share_key] = cached.admitted.get(share_key, 0) + items

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from api.deps import state_of
 from shared import fastjson
-from shared.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from shared.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -46,13 +46,13 @@ async def read_json(request: Request, limit: int) -> Any:
         raise UnsupportedMediaType(f"expected application/json, got {kind or 'no content type'}")
     body = await read_capped(request, limit)
     if not body.strip():
-        raise BadRequest("request body is empty; expected a JSON object", code="invalid_json")
+        raise BadRequest("request body is empty; expected a JSON object", code=ErrorCode.INVALID_JSON)
     try:
         return fastjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise BadRequest(f"request body is not valid JSON: {exc}", code=ErrorCode.INVALID_JSON) from exc
     except RecursionError as exc:  # hostile nesting: refuse it rather than crash the parser
-        raise BadRequest("request body is nested too deeply", code="invalid_json") from exc
+        raise BadRequest("request body is nested too deeply", code=ErrorCode.INVALID_JSON) from exc
 
 
 MAX_FORM_FIELDS = 20
@@ -66,7 +66,9 @@ async def read_form(
     try:
         form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
     except Exception as exc:  # Starlette raises its own parse errors (MultiPartException, HTTPException)
-        raise BadRequest(f"malformed multipart body: {getattr(exc, 'detail', exc)}", code="invalid_multipart") from exc
+        raise BadRequest(
+            f"malformed multipart body: {getattr(exc, 'detail', exc)}", code=ErrorCode.INVALID_MULTIPART
+        ) from exc
     fields: dict[str, str] = {}
     uploads: list[tuple[str, bytes]] = []
     for key, value in form.multi_items():
@@ -75,5 +77,7 @@ async def read_form(
         elif key == file_field:
             uploads.append((value.filename or "", await value.read()))
         else:
-            raise BadRequest(f"unexpected file field {key!r}; send images as {file_field!r}", code="invalid_multipart")
+            raise BadRequest(
+                f"unexpected file field {key!r}; send images as {file_field!r}", code=ErrorCode.INVALID_MULTIPART
+            )
     return fields, uploads

@@ -14,12 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from shared.errors import Gone, MlqueueError
+from shared.errors import ErrorCode, Gone, MlqueueError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, detail: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, detail: str, code: ErrorCode, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
 
 
@@ -38,16 +38,16 @@ async def _mlqueue_error(request: Request, exc: MlqueueError) -> JSONResponse:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first.get("loc", ())) or "request"
-    return error_response(422, f"{where}: {first.get('msg')}", "invalid_request")
+    return error_response(422, f"{where}: {first.get('msg')}", ErrorCode.INVALID_REQUEST)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     # 400 from FastAPI itself is a body its model could not parse as JSON
-    codes = {400: "invalid_json", 404: "not_found", 405: "method_not_allowed"}
+    codes = {400: ErrorCode.INVALID_JSON, 404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
-    return error_response(exc.status_code, str(exc.detail), codes.get(exc.status_code, "http_error"), headers)
+    return error_response(exc.status_code, str(exc.detail), codes.get(exc.status_code, ErrorCode.HTTP_ERROR), headers)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -63,12 +63,14 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis.unavailable error=%s", exc)
-    return error_response(503, "the job store is unavailable; retry later", "store_unavailable", {"Retry-After": "1"})
+    return error_response(
+        503, "the job store is unavailable; retry later", ErrorCode.STORE_UNAVAILABLE, {"Retry-After": "1"}
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("request.failed")
-    return error_response(500, "internal error", "internal_error")
+    return error_response(500, "internal error", ErrorCode.INTERNAL_ERROR)
 
 
 def install_error_handlers(app: FastAPI) -> None:

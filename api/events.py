@@ -18,7 +18,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.store import EVENTS_CHANNEL
+from shared.redis_keys import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import redis.asyncio as aredis
 
-from shared.errors import Unavailable
+from shared.errors import ErrorCode, Unavailable
 from shared.manifests import ModelManifest, ModelRepository
 from shared.presence import live_workers
 from shared.queues import MODEL_QUEUES, Queue
@@ -89,7 +89,7 @@ class Fleet:
             if manifest.version not in loaded:
                 raise Unavailable(
                     f"model {name} v{manifest.version} is not loaded on any live worker{why}",
-                    code="model_version_unavailable",
+                    code=ErrorCode.MODEL_VERSION_UNAVAILABLE,
                     headers=self.retry_after,
                 )
             return manifest
@@ -100,14 +100,14 @@ class Fleet:
                 raise Unavailable(
                     f"model {name}: no version its aliases route to is loaded on a live worker "
                     f"(aliases {routing.aliases}, weights {routing.weights}){why}",
-                    code="model_unavailable",
+                    code=ErrorCode.MODEL_UNAVAILABLE,
                     headers=self.retry_after,
                 )
             return repository.get(name, routed)
         if not servable:
             raise Unavailable(
                 f"model {name} is not loaded on any live worker{why}",
-                code="model_unavailable",
+                code=ErrorCode.MODEL_UNAVAILABLE,
                 headers=self.retry_after,
             )
         return repository.get(name, max(servable))

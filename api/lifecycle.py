@@ -11,7 +11,7 @@ import anyio
 
 from api.deps import ApiState
 from api.security import Principal
-from shared.errors import Conflict, Gone, NotFound
+from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, WebhookEvent, deadline_transition, is_job_id
 from shared.webhook_events import send_event
 
@@ -35,15 +35,15 @@ async def read_job(state: ApiState, job_id: str, principal: Principal | None = N
     or not: its tombstone names its owner. Every route with a job id comes through here, so an id
     that is not one (``X:deliveries``, ``../``) is a 404 before it reaches a Redis key."""
     if not is_job_id(job_id):
-        raise NotFound(f"no job with id {job_id[:40]!r}", code="job_not_found")
+        raise NotFound(f"no job with id {job_id[:40]!r}", code=ErrorCode.JOB_NOT_FOUND)
     try:
         job = await state.store.get(job_id)
     except Gone as exc:
         if principal is not None and not principal.can_see_owner(exc.owner):
-            raise NotFound(f"no job with id {job_id}", code="job_not_found") from None
+            raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND) from None
         raise
     if principal is not None and not principal.can_see(job):
-        raise NotFound(f"no job with id {job_id}", code="job_not_found")
+        raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
     change = deadline_transition(job, time.time())
     if change is not None:
         with contextlib.suppress(Conflict):  # a worker moved it meanwhile: its state stands
@@ -65,14 +65,15 @@ async def redeliver(state: ApiState, job_id: str) -> str:
     """Send the final event again (a new webhook id: it is a new delivery the receiver asked for)."""
     job = await read_job(state, job_id)
     if job.webhook is None:
-        raise Conflict(f"job {job_id} has no webhook", code="no_webhook")
+        raise Conflict(f"job {job_id} has no webhook", code=ErrorCode.NO_WEBHOOK)
     if not job.status.is_terminal():
         raise Conflict(
-            f"job {job_id} is {job.status.value}; only a finished job's event can be replayed", code="job_not_finished"
+            f"job {job_id} is {job.status.value}; only a finished job's event can be replayed",
+            code=ErrorCode.JOB_NOT_FINISHED,
         )
     webhook_id = await notify(state, job, WebhookEvent.COMPLETED)
     if webhook_id is None:
-        raise Conflict("the event could not be queued", code="redeliver_failed")
+        raise Conflict("the event could not be queued", code=ErrorCode.REDELIVER_FAILED)
     return webhook_id
 
 

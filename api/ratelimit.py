@@ -14,8 +14,8 @@ import redis.asyncio as aredis
 from fastapi import Response
 
 from api.coalesce import Coalescer
-from shared.errors import TooManyRequests
-from shared.store import PREFIX
+from shared.errors import ErrorCode, TooManyRequests
+from shared.redis_keys import rate_limit_key
 
 if TYPE_CHECKING:
     from api.deps import ApiState
@@ -89,7 +89,7 @@ class RateLimiter:
         args: list[float] = [int(time.time() * 1000)]
         for limit in limits:
             args += [limit.period_s * 1000 / limit.count, limit.count]
-        keys = [f"{PREFIX}:rl:{kind}:{identity}" for kind, identity in checks]
+        keys = [rate_limit_key(kind, identity) for kind, identity in checks]
         flat = await self._script(keys=keys, args=args)
         return [
             Verdict(bool(flat[i]), flat[i + 1] / 1000, int(flat[i + 2]), flat[i + 3] / 1000, limit)
@@ -124,6 +124,6 @@ async def enforce_auth_failures(state: ApiState, ip: str) -> None:
         limit = verdict.limit
         raise TooManyRequests(
             f"too many failed authentications from this address (limit {limit.count} per {limit.period_s}s)",
-            code="auth_rate_limited",
+            code=ErrorCode.AUTH_RATE_LIMITED,
             headers={"Retry-After": str(max(1, math.ceil(verdict.retry_s)))},
         )

@@ -13,7 +13,7 @@ from api.deps import ApiState
 from api.lifecycle import read_job
 from api.security import Principal
 from api.submission import Created, Options, Submission, create_batch, create_job
-from shared.errors import Conflict
+from shared.errors import Conflict, ErrorCode
 from shared.jobs import Job, JobKind, JobStatus
 
 RETRYABLE = (JobStatus.FAILED, JobStatus.ABORTED)
@@ -26,7 +26,7 @@ async def retry_job(state: ApiState, job_id: str, principal: Principal) -> Creat
         raise Conflict(
             f"job {old.id} is {old.status.value}: only a failed or aborted job, or a finished batch with "
             "failed items, can be retried",
-            code="job_not_retryable",
+            code=ErrorCode.JOB_NOT_RETRYABLE,
         )
     options = Options(owner=old.owner, principal=principal)
     sub = Submission(
@@ -38,11 +38,11 @@ async def retry_job(state: ApiState, job_id: str, principal: Principal) -> Creat
     if old.kind is JobKind.BATCH:
         items = await state.batches.unfinished_items(old.id, old.chunks or 0, old.chunk_size or 1)
         if items is None:
-            raise Conflict(f"job {old.id}'s inputs are no longer stored", code="input_unavailable")
+            raise Conflict(f"job {old.id}'s inputs are no longer stored", code=ErrorCode.INPUT_UNAVAILABLE)
         return await create_batch(state, old.model, sub, options, prepared=items, retry_of=old.id)
     stored, pixels = await state.store.stored_input(old.id, state.batches.binary)
     if pixels is None and isinstance(stored, dict) and "filename" in stored:
-        raise Conflict(f"job {old.id}'s image is no longer stored", code="input_unavailable")
+        raise Conflict(f"job {old.id}'s image is no longer stored", code=ErrorCode.INPUT_UNAVAILABLE)
     sub.input = stored
     prepared = (stored, pixels) if pixels is not None else None
     return await create_job(state, old.model, sub, options, prepared=prepared, retry_of=old.id)

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from api.deps import ApiState
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.manifests import ModelRepository
 from shared.routing import ALIAS_MAX, ALIAS_RE, Routing
 
@@ -20,7 +20,7 @@ from shared.routing import ALIAS_MAX, ALIAS_RE, Routing
 def check_alias_name(alias: str) -> str:
     if not ALIAS_RE.fullmatch(alias):
         raise InvalidInput(
-            f"an alias is a letter then up to {ALIAS_MAX - 1} letters, digits, '_' or '-'", code="invalid_alias"
+            f"an alias is a letter then up to {ALIAS_MAX - 1} letters, digits, '_' or '-'", code=ErrorCode.INVALID_ALIAS
         )
     return alias
 
@@ -44,7 +44,7 @@ async def delete_alias(state: ApiState, model: str, alias: str) -> dict[str, Any
 
     def change(routing: Routing) -> None:
         if alias not in routing.aliases:
-            raise NotFound(f"model {model} has no alias {alias!r}", code="alias_not_found")
+            raise NotFound(f"model {model} has no alias {alias!r}", code=ErrorCode.ALIAS_NOT_FOUND)
         if routing.weights.get(alias):
             raise Conflict(f"alias {alias!r} carries {routing.weights[alias]}% of the traffic: move that first")
         del routing.aliases[alias]
@@ -60,7 +60,7 @@ async def set_traffic(state: ApiState, model: str, weights: dict[str, int]) -> d
             raise InvalidInput(
                 f"weights name aliases that model {model} does not have: {', '.join(unknown)} "
                 f"(has {sorted(routing.aliases)})",
-                code="alias_not_found",
+                code=ErrorCode.ALIAS_NOT_FOUND,
             )
         routing.weights = dict(weights)
 

@@ -21,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import state_of
 from api.ratelimit import enforce, enforce_auth_failures
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import ErrorCode, Forbidden, Unauthorized
 from shared.jobs import Job
 from shared.scheduler import Priority
 
@@ -65,7 +65,7 @@ class Principal:
         if priority.rank < self.key.max_priority.rank:
             raise Forbidden(
                 f"this API key may submit at most {self.key.max_priority.value!r} priority",
-                code="priority_not_allowed",
+                code=ErrorCode.PRIORITY_NOT_ALLOWED,
             )
         return priority
 
@@ -164,7 +164,7 @@ def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
     for known, key in keys.items():  # constant-time compare against every configured hash
         if hmac.compare_digest(known, digest):
             return Principal(key, f"key:{key.name}")
-    raise Unauthorized("unknown API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    raise Unauthorized("unknown API key", code=ErrorCode.INVALID_API_KEY, headers={"WWW-Authenticate": "Bearer"})
 
 
 def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
@@ -180,7 +180,7 @@ def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[A
             await enforce_auth_failures(state, client_ip(request))
             raise
         if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:
-            raise Forbidden(f"this API key lacks the {scope.value!r} scope", code="insufficient_scope")
+            raise Forbidden(f"this API key lacks the {scope.value!r} scope", code=ErrorCode.INSUFFICIENT_SCOPE)
         await enforce(state, principal.client, response, batch=batch)
         return principal
 
@@ -200,6 +200,6 @@ async def require_metrics_token(request: Request) -> None:
     await enforce_auth_failures(state, client_ip(request))
     raise Unauthorized(
         "send the metrics token: Authorization: Bearer <MLQUEUE_METRICS_TOKEN>",
-        code="invalid_metrics_token",
+        code=ErrorCode.INVALID_METRICS_TOKEN,
         headers={"WWW-Authenticate": "Bearer"},
     )

@@ -23,6 +23,7 @@ import json
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from shared.errors import ErrorCode
 from shared.settings import Settings
 
 
@@ -75,7 +76,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._refuse(
                 431,
                 "Request Header Fields Too Large",
-                "headers_too_large",
+                ErrorCode.HEADERS_TOO_LARGE,
                 f"the request line and headers exceed {self.max_header_bytes} bytes",
             )
         else:
@@ -103,13 +104,13 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._refuse(
                 408,
                 "Request Timeout",
-                "header_timeout",
+                ErrorCode.HEADER_TIMEOUT,
                 f"the request head did not arrive within {self.header_timeout_s:g} s",
             )
         else:
             self.transport.close()
 
-    def _refuse(self, status: int, reason: str, code: str, detail: str) -> None:
+    def _refuse(self, status: int, reason: str, code: ErrorCode, detail: str) -> None:
         body = json.dumps({"detail": detail, "code": code}).encode()
         head = (
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"

@@ -10,7 +10,7 @@ from fastapi import Request
 
 from api.deps import ApiState
 from api.lifecycle import read_job
-from shared.errors import Conflict
+from shared.errors import Conflict, ErrorCode
 from shared.jobs import Job, JobKind, JobPublic, JobStatus, QueueInfo
 
 KEEPALIVE_S = 15.0
@@ -19,7 +19,7 @@ QUEUE_EVERY_S = 1.0  # a queued job's place in line is looked at this often
 
 def _require_batch(job: Job) -> None:
     if job.kind is not JobKind.BATCH:
-        raise Conflict(f"job {job.id} is a single job: its output is on the job itself", code="not_a_batch")
+        raise Conflict(f"job {job.id} is a single job: its output is on the job itself", code=ErrorCode.NOT_A_BATCH)
 
 
 async def results_page(state: ApiState, job: Job, offset: int, limit: int) -> dict[str, Any]:

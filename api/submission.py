@@ -31,7 +31,15 @@ from shared.batch_store import chunk_bounds
 from shared.cache import cache_key
 from shared.celery_messages import ticket_message
 from shared.durations import parse_duration
-from shared.errors import BadRequest, InvalidInput, MlqueueError, PayloadTooLarge, Unavailable, UnsupportedMediaType
+from shared.errors import (
+    BadRequest,
+    ErrorCode,
+    InvalidInput,
+    MlqueueError,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from shared.jobs import (
     VERSION_MAX,
     BatchCreate,
@@ -124,7 +132,8 @@ def parse_idempotency_key(header: str | None) -> str | None:
         return None
     if not _IDEMPOTENCY_KEY_RE.fullmatch(header):
         raise BadRequest(
-            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters", code="invalid_header"
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+            code=ErrorCode.INVALID_HEADER,
         )
     return header
 
@@ -137,11 +146,11 @@ def parse_cancel_after(header: str | None, max_s: float) -> float | None:
     try:
         seconds = parse_duration(header)
     except ValueError as exc:
-        raise BadRequest(f"Cancel-After: {exc}", code="invalid_header") from exc
+        raise BadRequest(f"Cancel-After: {exc}", code=ErrorCode.INVALID_HEADER) from exc
     if seconds <= 0:
-        raise BadRequest("Cancel-After must be positive", code="invalid_header")
+        raise BadRequest("Cancel-After must be positive", code=ErrorCode.INVALID_HEADER)
     if seconds > max_s:
-        raise BadRequest(f"Cancel-After must be at most {max_s:g}s (the job retention)", code="invalid_header")
+        raise BadRequest(f"Cancel-After must be at most {max_s:g}s (the job retention)", code=ErrorCode.INVALID_HEADER)
     return seconds
 
 
@@ -162,7 +171,7 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
 
 def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
     if not isinstance(body, dict):
-        raise InvalidInput("body must be a JSON object", code="invalid_request")
+        raise InvalidInput("body must be a JSON object", code=ErrorCode.INVALID_REQUEST)
     request = _validated(schema, body)
     return Submission(
         version=request.version,
@@ -180,7 +189,7 @@ def _validated(schema: type[SubmitOptions], data: dict[str, Any]) -> SubmitOptio
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}", code="invalid_request") from exc
+        raise InvalidInput(f"{where}: {first['msg']}", code=ErrorCode.INVALID_REQUEST) from exc
 
 
 def parse_version(text: str) -> int | str:
@@ -191,7 +200,7 @@ def parse_version(text: str) -> int | str:
         return text
     if not (text.isascii() and text.isdigit() and len(text) <= len(str(VERSION_MAX))):
         raise InvalidInput(
-            f"version must be an integer from 1 to {VERSION_MAX} or an alias name", code="invalid_request"
+            f"version must be an integer from 1 to {VERSION_MAX} or an alias name", code=ErrorCode.INVALID_REQUEST
         )
     return int(text)
 
@@ -199,11 +208,11 @@ def parse_version(text: str) -> int | str:
 def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], file_field: str) -> Submission:
     if not uploads:
         raise InvalidInput(
-            f"multipart request has no file: send images as the form field '{file_field}'", code="file_required"
+            f"multipart request has no file: send images as the form field '{file_field}'", code=ErrorCode.FILE_REQUIRED
         )
     unknown = sorted(set(fields) - FORM_FIELDS)
     if unknown:
-        raise InvalidInput(f"unknown form fields: {', '.join(u[:50] for u in unknown)}", code="invalid_request")
+        raise InvalidInput(f"unknown form fields: {', '.join(u[:50] for u in unknown)}", code=ErrorCode.INVALID_REQUEST)
     data: dict[str, Any] = {k: v for k, v in fields.items() if k in ("webhook", "priority")}
     if "version" in fields:
         data["version"] = parse_version(fields["version"])
@@ -226,7 +235,8 @@ async def check_webhook(state: ApiState, sub: Submission) -> WebhookSpec | None:
         return None
     if not state.settings.webhook_secret:
         raise InvalidInput(
-            "webhooks are not configured on this server (MLQUEUE_WEBHOOK_SECRET)", code="webhooks_not_configured"
+            "webhooks are not configured on this server (MLQUEUE_WEBHOOK_SECRET)",
+            code=ErrorCode.WEBHOOKS_NOT_CONFIGURED,
         )
     try:
         with anyio.fail_after(RESOLVE_TIMEOUT_S):
@@ -235,7 +245,7 @@ async def check_webhook(state: ApiState, sub: Submission) -> WebhookSpec | None:
                 abandon_on_cancel=True,
             )
     except TimeoutError as exc:
-        raise InvalidInput("webhook host did not resolve in time", code="webhook_url_refused") from exc
+        raise InvalidInput("webhook host did not resolve in time", code=ErrorCode.WEBHOOK_URL_REFUSED) from exc
     events = sub.webhook_events if sub.webhook_events is not None else list(WebhookEvent)
     return WebhookSpec(url=sub.webhook, events=sorted({*events, WebhookEvent.COMPLETED}))
 
@@ -278,10 +288,12 @@ async def decode_image(state: ApiState, manifest: ModelManifest, data: bytes) ->
 def check_input_kind(manifest: ModelManifest, sub: Submission) -> None:
     if isinstance(manifest.input, ImageInput) and not sub.images:
         raise UnsupportedMediaType(
-            f"model {manifest.name} takes images: send multipart/form-data", code="image_required"
+            f"model {manifest.name} takes images: send multipart/form-data", code=ErrorCode.IMAGE_REQUIRED
         )
     if not isinstance(manifest.input, ImageInput) and sub.images:
-        raise UnsupportedMediaType(f"model {manifest.name} takes JSON input, not a file upload", code="json_required")
+        raise UnsupportedMediaType(
+            f"model {manifest.name} takes JSON input, not a file upload", code=ErrorCode.JSON_REQUIRED
+        )
 
 
 @dataclass(frozen=True)
@@ -380,7 +392,7 @@ async def create_batch(
     total = len(prepared[0]) if prepared else len(sub.images) or len(sub.inputs or ())
     if total > state.settings.max_batch_rows:
         raise PayloadTooLarge(
-            f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code="batch_too_large"
+            f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code=ErrorCode.BATCH_TOO_LARGE
         )
     is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared[0]))
     chunk_size = state.settings.batch_chunk_images if is_image else state.settings.batch_chunk_rows
@@ -415,7 +427,7 @@ async def create_batch(
     except Exception as exc:
         with contextlib.suppress(Exception):  # Redis is likely down: the 503 is what matters
             await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
-        raise Unavailable("the job store is unavailable; retry later", code="store_unavailable") from exc
+        raise Unavailable("the job store is unavailable; retry later", code=ErrorCode.STORE_UNAVAILABLE) from exc
     log.info("batch.enqueued model=%s version=%s items=%s chunks=%s", job.model, job.version, total, len(bounds))
     record_job_created(job.model, job.kind.value)
     job = await wait_for_terminal(state, job, options.wait_s)

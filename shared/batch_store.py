@@ -22,11 +22,13 @@ import redis
 import redis.asyncio as aredis
 
 from shared import fastjson
-from shared.redis_keys import PREFIX
-from shared.scheduler import Ranked, queue_keys, register_enqueue
-from shared.store import EVENTS_CHANNEL, Enqueue, job_key, push_work
+from shared.errors import ErrorCode
+from shared.redis_keys import EVENTS_CHANNEL, done_key, image_key, in_key, job_key, out_key, queue_keys
+from shared.scheduler import Ranked, register_enqueue
+from shared.store import Enqueue, push_work
 
-# KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms.
+# KEYS: job, done set, out, in.  ARGV: chunk, results JSON, ok, failed, ttl, channel, now, predict_ms,
+# the error code of a batch whose every item failed.
 # Returns nil (job gone), {0, reason} (not counted), or {1, final (0|1), done, failed, status}.
 CHUNK_DONE_LUA = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -52,29 +54,13 @@ if redis.call('SCARD', KEYS[2]) >= tonumber(redis.call('HGET', KEYS[1], 'chunks'
   redis.call('HSET', KEYS[1], 'status', status, 'completed_at', ARGV[7], 'metrics', cjson.encode(metrics),
              'output', cjson.encode({succeeded = done - failed, failed = failed}))
   if status == 'failed' then
-    redis.call('HSET', KEYS[1], 'error', cjson.encode({code = 'all_items_failed', message = 'every item failed'}))
+    redis.call('HSET', KEYS[1], 'error', cjson.encode({code = ARGV[9], message = 'every item failed'}))
   end
 end
 redis.call('PUBLISH', ARGV[6], cjson.encode({id = string.match(KEYS[1], 'job:(.*)$'), status = status,
   progress = {total = total, done = done, failed = failed}}))
 return {1, final, done, failed, status}
 """
-
-
-def in_key(job_id: str, chunk: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:in:{chunk}"
-
-
-def out_key(job_id: str, chunk: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:out:{chunk}"
-
-
-def done_key(job_id: str) -> str:
-    return f"{PREFIX}:batch:{job_id}:done"
-
-
-def image_key(job_id: str, index: int) -> str:
-    return f"{PREFIX}:batch:{job_id}:img:{index}"
 
 
 def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -207,6 +193,7 @@ class BatchStore:
                 EVENTS_CHANNEL,
                 repr(time.time()),
                 repr(predict_ms),
+                ErrorCode.ALL_ITEMS_FAILED,
             ],
         )
         if image_indexes and not failed:

@@ -15,9 +15,8 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from shared.store import PREFIX
+from shared.redis_keys import CACHE_STATS, cache_entry
 
-STATS = f"{PREFIX}:cache:stats"
 STATS_TTL_S = 7 * 86400  # refreshed on every lookup: counters of a model nobody asks for age out
 
 
@@ -26,19 +25,19 @@ def cache_key(model: str, version: int, normalized: Any) -> str:
         digest = hashlib.sha256(normalized).hexdigest()
     else:
         digest = hashlib.sha256(json.dumps(normalized, separators=(",", ":")).encode()).hexdigest()
-    return f"{PREFIX}:cache:{model}:{version}:{digest}"
+    return cache_entry(model, version, digest)
 
 
 async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
     """The cached output, or None; counts the hit or miss."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(key)
-        pipe.hincrby(STATS, f"{model}:lookups", 1)
-        pipe.expire(STATS, STATS_TTL_S)
+        pipe.hincrby(CACHE_STATS, f"{model}:lookups", 1)
+        pipe.expire(CACHE_STATS, STATS_TTL_S)
         value, _, _ = await pipe.execute()
     if value is None:
         return None
-    await client.hincrby(STATS, f"{model}:hits", 1)
+    await client.hincrby(CACHE_STATS, f"{model}:hits", 1)
     return json.loads(value)
 
 
@@ -49,7 +48,7 @@ def store(client: redis.Redis | redis.client.Pipeline, key: str, output: Any, tt
 async def stats(client: aredis.Redis) -> dict[str, dict[str, int]]:
     """{model: {"hits": n, "lookups": n}}."""
     out: dict[str, dict[str, int]] = {}
-    for field, value in (await client.hgetall(STATS)).items():
+    for field, value in (await client.hgetall(CACHE_STATS)).items():
         model, _, kind = field.rpartition(":")
         out.setdefault(model, {"hits": 0, "lookups": 0})[kind] = int(value)
     return out

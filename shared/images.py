@@ -14,7 +14,7 @@ import warnings
 
 from PIL import Image, ImageFile, ImageOps
 
-from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from shared.errors import BadRequest, ErrorCode, PayloadTooLarge, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +73,23 @@ def preprocess_image(data: bytes, *, width: int, height: int, max_pixels: int = 
     except Image.DecompressionBombError as exc:
         raise _too_large(exc) from exc
     except Exception as exc:
-        raise BadRequest(f"corrupt or truncated {fmt} image: {exc}", code="corrupt_image") from exc
+        raise BadRequest(f"corrupt or truncated {fmt} image: {exc}", code=ErrorCode.CORRUPT_IMAGE) from exc
     out = img.tobytes()
     if len(out) != width * height * 3:  # pragma: no cover - a Pillow contract, checked not trusted
-        raise BadRequest(f"decoded image has {len(out)} bytes, expected {width * height * 3}", code="corrupt_image")
+        raise BadRequest(
+            f"decoded image has {len(out)} bytes, expected {width * height * 3}", code=ErrorCode.CORRUPT_IMAGE
+        )
     return out
 
 
 def _accepted_format(data: bytes) -> str:
     if not data:
-        raise BadRequest("the image is empty (0 bytes)", code="empty_image")
+        raise BadRequest("the image is empty (0 bytes)", code=ErrorCode.EMPTY_IMAGE)
     fmt = detect_format(data)
     if fmt is None:
         raise UnsupportedMediaType(
             f"unsupported image format; send one of {', '.join(sorted(SUPPORTED_FORMATS))}",
-            code="unsupported_image_format",
+            code=ErrorCode.UNSUPPORTED_IMAGE_FORMAT,
         )
     return fmt
 
@@ -109,21 +111,21 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(exc) from exc
     except Image.UnidentifiedImageError as exc:
-        raise BadRequest(f"corrupt {fmt} image: its header cannot be read", code="corrupt_image") from exc
+        raise BadRequest(f"corrupt {fmt} image: its header cannot be read", code=ErrorCode.CORRUPT_IMAGE) from exc
     except Exception as exc:
-        raise BadRequest(f"corrupt {fmt} image: {exc}", code="corrupt_image") from exc
+        raise BadRequest(f"corrupt {fmt} image: {exc}", code=ErrorCode.CORRUPT_IMAGE) from exc
     w, h = img.size
     if w < 1 or h < 1:
-        raise BadRequest(f"corrupt {fmt} image: size {w}x{h}", code="corrupt_image")
+        raise BadRequest(f"corrupt {fmt} image: size {w}x{h}", code=ErrorCode.CORRUPT_IMAGE)
     if w * h > max_pixels:
         raise PayloadTooLarge(
-            f"image is {w}x{h} = {w * h:,} pixels; at most {max_pixels:,} are accepted", code="image_too_large"
+            f"image is {w}x{h} = {w * h:,} pixels; at most {max_pixels:,} are accepted", code=ErrorCode.IMAGE_TOO_LARGE
         )
     return img
 
 
 def _too_large(exc: Exception) -> PayloadTooLarge:
-    return PayloadTooLarge(f"image has too many pixels to decode safely ({exc})", code="image_too_large")
+    return PayloadTooLarge(f"image has too many pixels to decode safely ({exc})", code=ErrorCode.IMAGE_TOO_LARGE)
 
 
 def _draft(img: Image.Image, width: int, height: int) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from shared.errors import ErrorCode
 from shared.routing import ALIAS_MAX, ALIAS_RE, AliasName
 from shared.scheduler import Priority
 
@@ -120,7 +121,7 @@ def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], di
         "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
         "completed_at": now,
         "error": {
-            "code": "deadline_exceeded",
+            "code": ErrorCode.DEADLINE_EXCEEDED,
             "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
         },
     }
@@ -215,7 +216,7 @@ class ExpiredJob(BaseModel):
     id: str
     status: JobStatus = JobStatus.EXPIRED
     detail: str = "this job's data has expired"
-    code: str = "expired"
+    code: str = ErrorCode.EXPIRED
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.errors import Conflict, InvalidInput, NotFound
+from shared.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from shared.fastjson import NON_FINITE
 from shared.model_store import ModelStore, StoreError
 from shared.queues import Queue
@@ -229,14 +229,15 @@ class ModelRepository:
         """A version by number or alias; None: the newest."""
         versions = self.models().get(name) if MODEL_NAME_RE.fullmatch(name) else None
         if not versions:
-            raise NotFound(f"no model named {name[:100]!r}", code="model_not_found")
+            raise NotFound(f"no model named {name[:100]!r}", code=ErrorCode.MODEL_NOT_FOUND)
         if version is None:
             return versions[max(versions)]
         if isinstance(version, str):
             version = self.resolve_alias(name, version)
         if version not in versions:
             raise NotFound(
-                f"model {name} has no version {version} (has {sorted(versions)})", code="model_version_not_found"
+                f"model {name} has no version {version} (has {sorted(versions)})",
+                code=ErrorCode.MODEL_VERSION_NOT_FOUND,
             )
         return versions[version]
 
@@ -244,7 +245,8 @@ class ModelRepository:
         aliases = self.routing(name).aliases
         if alias not in aliases:
             raise NotFound(
-                f"model {name} has no alias {alias[:ALIAS_MAX]!r} (has {sorted(aliases)})", code="alias_not_found"
+                f"model {name} has no alias {alias[:ALIAS_MAX]!r} (has {sorted(aliases)})",
+                code=ErrorCode.ALIAS_NOT_FOUND,
             )
         return aliases[alias]
 
@@ -263,7 +265,7 @@ class ModelRepository:
             except ValidationError as exc:  # never overwrite aliases nobody can read any more
                 raise Conflict(
                     f"{self.url}/{path} is unreadable ({exc.errors()[0]['msg']}): fix or delete it first",
-                    code="routing_unreadable",
+                    code=ErrorCode.ROUTING_UNREADABLE,
                 ) from exc
             change(routing)
             routing.updated_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from shared.errors import MlqueueError
+from shared.errors import ErrorCode, MlqueueError
 
 CHUNK = 1 << 20
 
@@ -25,7 +25,7 @@ class StoreError(MlqueueError):
     """The repository could not be read or written (unreachable, denied, bad URL)."""
 
     status_code = 503
-    code = "model_store_unavailable"
+    code = ErrorCode.MODEL_STORE_UNAVAILABLE
 
 
 def is_remote(url: str | os.PathLike[str]) -> bool:

@@ -13,13 +13,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from shared.store import PREFIX
-
-WORKERS = f"{PREFIX}:workers"
-
-
-def worker_key(hostname: str) -> str:
-    return f"{PREFIX}:worker:{hostname}"
+from shared.redis_keys import WORKERS, worker_key
 
 
 def presence_ttl(interval_s: float) -> int:

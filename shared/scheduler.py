@@ -20,7 +20,7 @@ Scheduling rule (start-time fair queuing with priority steps, in rows of work):
   ``step`` rows of virtual time old and low items until they are ``2 * step`` old; after that, items
   sent later no longer pass them. Low work waits longer, never forever.
 
-Keys, per model queue ``Q`` (``queue_keys``):
+Keys, per model queue ``Q`` (``shared.redis_keys.queue_keys``):
     mlqueue:q:{Q}:ready       sorted set member -> tag: waiting to be claimed
     mlqueue:q:{Q}:waiting     sorted set member -> when it was enqueued (the oldest waiting's age)
     mlqueue:q:{Q}:meta        hash member -> JSON {o: fair-share key, c: priority, s: start, t: tag,
@@ -45,7 +45,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from shared.redis_keys import PREFIX
+from shared.redis_keys import queue_keys
 
 
 class Priority(StrEnum):
@@ -63,24 +63,6 @@ _RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 DRAIN_WINDOW_S = 10  # the drain rate is items claimed over this many recent seconds
 CLAIM_MAX_ITEMS = 64  # single jobs one claim takes at most (a chunk is always claimed alone)
-
-
-@dataclass(frozen=True)
-class QueueKeys:
-    ready: str
-    waiting: str
-    meta: str
-    claimed: str
-    deliveries: str
-    keys: str
-    clock: str
-    drained: str
-    pending: str
-
-
-def queue_keys(queue: str) -> QueueKeys:
-    base = f"{PREFIX}:q:{queue}"
-    return QueueKeys(*(f"{base}:{part}" for part in QueueKeys.__dataclass_fields__))
 
 
 def chunk_member(job_id: str, chunk: int) -> str:

@@ -28,7 +28,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shared.errors import InvalidInput
+from shared.errors import ErrorCode, InvalidInput
 
 ALLOWED_SCHEMES = {"http": 80, "https": 443}
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: the low 32 bits are an IPv4 address
@@ -42,7 +42,7 @@ class UrlRefused(InvalidInput):
     resolve (DNS may be back later); a forbidden address or a malformed URL never becomes valid."""
 
     def __init__(self, detail: str, *, retryable: bool = False) -> None:
-        super().__init__(detail, code="webhook_url_refused")
+        super().__init__(detail, code=ErrorCode.WEBHOOK_URL_REFUSED)
         self.retryable = retryable
 
 

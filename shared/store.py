@@ -1,6 +1,6 @@
 """The job store in Redis: one hash per job, time-ordered indexes, a tombstone, an events channel.
 
-Layout (every key has a TTL):
+Layout (every key has a TTL; the keys are built in ``shared.redis_keys``):
     mlqueue:job:{id}        hash; ``status`` raw, every other field JSON; TTL = job TTL
     mlqueue:job:{id}:deliveries  list of webhook delivery attempts (JSON)
     mlqueue:tomb:{id}       JSON {"model", "owner"}; outlives the job so an old id answers 410, not 404
@@ -36,27 +36,24 @@ import redis.asyncio.retry
 import redis.backoff
 import redis.retry
 
-from shared.errors import Conflict, Gone, NotFound
+from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
-from shared.redis_keys import PREFIX
-from shared.scheduler import Ranked, Work, enqueue, queue_keys, register_enqueue
+from shared.redis_keys import (
+    EVENTS_CHANNEL,
+    INDEX_ALL,
+    blob_key,
+    deliveries_key,
+    idem_key,
+    job_key,
+    model_index,
+    owner_index,
+    queue_keys,
+    tomb_key,
+)
+from shared.scheduler import Ranked, Work, enqueue, register_enqueue
 from shared.settings import Settings
 
-EVENTS_CHANNEL = f"{PREFIX}:events"
-INDEX_ALL = f"{PREFIX}:jobs"
 LIST_SCAN_CAP = 2000  # most index entries one list call examines before returning a cursor
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
-
-
-def deliveries_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}:deliveries"
-
-
-def tomb_key(job_id: str) -> str:
-    return f"{PREFIX}:tomb:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -77,28 +74,12 @@ async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: flo
     return at
 
 
-def model_index(model: str) -> str:
-    return f"{PREFIX}:jobs:m:{model}"
-
-
-def blob_key(job_id: str) -> str:
-    return f"{PREFIX}:blob:{job_id}"
-
-
 BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
-
-
-def owner_index(owner: str) -> str:
-    return f"{PREFIX}:jobs:o:{owner}"
 
 
 def has_blob(value: Any) -> bool:
     """Whether a stored input is a claim check (its bytes live under their own key)."""
     return isinstance(value, dict) and BLOB_REF in value
-
-
-def idem_key(key: str) -> str:
-    return f"{PREFIX}:idem:{key}"
 
 
 def tombstone(job: Job) -> str:
@@ -258,14 +239,18 @@ class AsyncJobStore:
         marker = await self.r.get(idem_key(key)) or " "
         job_id, _, stored_hash = marker.partition(" ")
         if stored_hash != request_hash:
-            raise Conflict("Idempotency-Key was already used with a different request", code="idempotency_conflict")
+            raise Conflict(
+                "Idempotency-Key was already used with a different request", code=ErrorCode.IDEMPOTENCY_CONFLICT
+            )
         # The first request may still be writing its record: give it a moment.
         for _ in range(20):
             raw = await self.r.hgetall(job_key(job_id))
             if raw:
                 return decode_job(raw)
             await asyncio.sleep(0.05)
-        raise Conflict("the request with this Idempotency-Key is still being created", code="idempotency_in_flight")
+        raise Conflict(
+            "the request with this Idempotency-Key is still being created", code=ErrorCode.IDEMPOTENCY_IN_FLIGHT
+        )
 
     async def get(self, job_id: str) -> Job:
         async with self.r.pipeline(transaction=False) as pipe:
@@ -277,7 +262,7 @@ class AsyncJobStore:
         tomb = await self.r.get(tomb_key(job_id))
         if tomb is not None:
             raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
-        raise NotFound(f"no job with id {job_id}", code="job_not_found")
+        raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
 
     async def stored_input(self, job_id: str, binary: aredis.Redis) -> tuple[Any, bytes | None]:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
@@ -296,7 +281,9 @@ class AsyncJobStore:
             return None
         applied, before = res
         if not applied:
-            raise Conflict(f"job {job_id} is {before}", code="job_not_cancelable" if before else "conflict")
+            raise Conflict(
+                f"job {job_id} is {before}", code=ErrorCode.JOB_NOT_CANCELABLE if before else ErrorCode.CONFLICT
+            )
         return JobStatus(before)
 
     async def cancel(self, job_id: str) -> Job:
@@ -314,7 +301,7 @@ class AsyncJobStore:
         fields = {
             "status": JobStatus.FAILED,
             "completed_at": time.time(),
-            "error": {"code": "enqueue_failed", "message": message},
+            "error": {"code": ErrorCode.ENQUEUE_FAILED, "message": message},
         }
         with contextlib.suppress(Conflict):  # canceled meanwhile: nothing to fix
             await self.transition(job_id, (JobStatus.QUEUED,), fields)

@@ -28,8 +28,8 @@ import redis
 import yaml
 
 from devtools.redis_server import free_port
-from shared.presence import worker_key
 from shared.queues import Queue
+from shared.redis_keys import worker_key
 from shared.settings import REPO_ROOT, Settings
 from shared.store import redis_client
 from worker.healthcheck import local_workers

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared.errors import MlqueueError
+from shared.errors import ErrorCode, MlqueueError
 from shared.manifests import MODEL_NAME_RE, ModelManifest, ModelRepository, sha256_of
 from shared.model_store import download_verified
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ArtifactError(MlqueueError):
-    code = "artifact_invalid"
+    code = ErrorCode.ARTIFACT_INVALID
 
 
 def fetch_artifact(repository: ModelRepository, manifest: ModelManifest) -> Path:

@@ -11,12 +11,12 @@ import logging
 import time
 from typing import Any
 
-from shared.errors import MlqueueError
+from shared.errors import ErrorCode, MlqueueError
 from shared.fastjson import dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.logging import bound
 from shared.manifests import ImageInput
-from shared.store import PREFIX
+from shared.redis_keys import progress_key
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 from worker.execution import begin, notify
@@ -30,7 +30,7 @@ PROGRESS_EVERY_MS = 500  # job.progress webhooks: at most one per job per 500 ms
 Lines = tuple[list[str], list[dict[str, Any]], float]  # NDJSON lines, failed items, forward pass ms
 
 
-def failed(code: str, message: str) -> dict[str, Any]:
+def failed(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"status": "failed", "error": {"code": code, "message": message}}
 
 
@@ -63,7 +63,7 @@ def _run_chunk(ctx: WorkerContext, job: Job, chunk: int) -> None:
     elif final:
         log.info("batch.%s", status)
         notify(ctx, job, WebhookEvent.COMPLETED)
-    elif ctx.store.r.set(f"{PREFIX}:webhook:progress:{job_id}", 1, nx=True, px=PROGRESS_EVERY_MS):
+    elif ctx.store.r.set(progress_key(job_id), 1, nx=True, px=PROGRESS_EVERY_MS):
         notify(ctx, job, WebhookEvent.PROGRESS)
 
 
@@ -131,7 +131,7 @@ def predict_rows(
         if isinstance(output, MlqueueError):
             results[i] = failed(output.code, output.detail)
         elif isinstance(output, BaseException):
-            results[i] = failed("model_error", f"{type(output).__name__}: {output}")
+            results[i] = failed(ErrorCode.MODEL_ERROR, f"{type(output).__name__}: {output}")
         else:
             results[i] = {"status": "succeeded", "output": output}
     return results, predict_ms

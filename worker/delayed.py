@@ -29,9 +29,9 @@ from typing import Any
 
 import redis
 
-log = logging.getLogger(__name__)
+from shared.redis_keys import WEBHOOKS_DELAYED
 
-DEFAULT_KEY = "mlqueue:webhooks:delayed"
+log = logging.getLogger(__name__)
 
 # KEYS[1] the set; ARGV[1] now, ARGV[2] limit, ARGV[3] lease until. Returns the claimed members.
 CLAIM_LUA = """
@@ -50,7 +50,7 @@ class DelayedItem:
 
 
 class DelayedQueue:
-    def __init__(self, client: redis.Redis, key: str = DEFAULT_KEY, ttl_s: int = 7 * 86_400) -> None:
+    def __init__(self, client: redis.Redis, key: str = WEBHOOKS_DELAYED, ttl_s: int = 7 * 86_400) -> None:
         """``ttl_s``: the key's TTL, refreshed on every write; keep it above the longest delay."""
         self.r = client
         self.key = key

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared import cache
-from shared.errors import MlqueueError
+from shared.errors import ErrorCode, MlqueueError
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
 from shared.store import has_blob
 from worker import metrics as worker_metrics
@@ -177,18 +177,18 @@ def _predict(ctx: WorkerContext, model: str, version: int, raw_inputs: list[Any]
         return [_failed(exc.code, exc.detail) for _ in raw_inputs]
     except Exception as exc:  # a model failure is a failed job, not a crashed task
         log.exception("job.model_error model=%s", model)
-        return [_failed("model_error", f"{type(exc).__name__}: {exc}") for _ in raw_inputs]
+        return [_failed(ErrorCode.MODEL_ERROR, f"{type(exc).__name__}: {exc}") for _ in raw_inputs]
     results = []
     for output in outputs:
         if isinstance(output, MlqueueError):
             results.append(_failed(output.code, output.detail))
         elif isinstance(output, BaseException):
             log.error("job.model_error model=%s error=%r", model, output)
-            results.append(_failed("model_error", f"{type(output).__name__}: {output}"))
+            results.append(_failed(ErrorCode.MODEL_ERROR, f"{type(output).__name__}: {output}"))
         else:
             results.append({"status": JobStatus.SUCCEEDED, "output": output, "predict_ms": predict_ms})
     return results
 
 
-def _failed(code: str, message: str) -> dict[str, Any]:
+def _failed(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"status": JobStatus.FAILED, "error": {"code": code, "message": message}}

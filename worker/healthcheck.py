@@ -22,8 +22,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.presence import WORKERS, worker_key
 from shared.redis_connection import redis_client
+from shared.redis_keys import WORKERS, worker_key
 from shared.settings import Settings, get_settings
 
 

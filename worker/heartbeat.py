@@ -13,8 +13,9 @@ from typing import Any
 
 import redis
 
-from shared.presence import WORKERS, presence_ttl, worker_key
+from shared.presence import presence_ttl
 from shared.redis_connection import endpoints
+from shared.redis_keys import WORKERS, worker_key
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import InvalidInput, MlqueueError, NotFound
+from shared.errors import ErrorCode, InvalidInput, MlqueueError, NotFound
 from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
@@ -22,7 +22,7 @@ __all__ = ["ArtifactError", "LoadedModel", "ModelRuntime", "ModelUnavailable"]
 
 
 class ModelUnavailable(MlqueueError):
-    code = "model_unavailable"
+    code = ErrorCode.MODEL_UNAVAILABLE
 
 
 @dataclass
@@ -41,7 +41,7 @@ class LoadedModel:
         for i, raw in enumerate(raw_inputs):
             try:
                 if raw is None:
-                    raise MlqueueError("the input has expired or is missing", code="input_missing")
+                    raise MlqueueError("the input has expired or is missing", code=ErrorCode.INPUT_MISSING)
                 prepared.append(self.predictor.prepare(raw))
                 positions.append(i)
             except MlqueueError as exc:

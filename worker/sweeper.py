@@ -33,11 +33,11 @@ from celery import Celery
 
 from shared.batch_store import BatchStore
 from shared.celery_messages import ticket_message
+from shared.errors import ErrorCode
 from shared.jobs import JobStatus, WebhookEvent
-from shared.presence import worker_key
 from shared.queues import MODEL_QUEUES
-from shared.redis_keys import PREFIX
-from shared.scheduler import Scheduler, parse_member, queue_keys
+from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
+from shared.scheduler import Scheduler, parse_member
 from shared.settings import Settings
 from shared.store import JobStore
 from shared.webhook_events import send_event
@@ -45,8 +45,7 @@ from worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 
-LEASE_KEY = f"{PREFIX}:sweeper:lease"
-POISON = {"code": "poison_job", "message": "its worker died every time it ran (delivered too often)"}
+POISON = {"code": ErrorCode.POISON_JOB, "message": "its worker died every time it ran (delivered too often)"}
 
 # Take the lease, or renew it if it is ours. KEYS[1] lease; ARGV[1] holder, ARGV[2] ttl ms.
 LEASE_LUA = """
@@ -104,8 +103,8 @@ class Sweeper:
     def stop(self) -> None:
         self._stop.set()
         try:  # hand the lease over now rather than when it expires
-            if self.r.get(LEASE_KEY) == self.holder:
-                self.r.delete(LEASE_KEY)
+            if self.r.get(SWEEPER_LEASE) == self.holder:
+                self.r.delete(SWEEPER_LEASE)
         except redis.RedisError:
             pass
 
@@ -121,7 +120,7 @@ class Sweeper:
 
     def take_lease(self) -> bool:
         ttl_ms = int(self.settings.sweep_interval_s * 3 * 1000)
-        return bool(self._lease(keys=[LEASE_KEY], args=[self.holder, ttl_ms]))
+        return bool(self._lease(keys=[SWEEPER_LEASE], args=[self.holder, ttl_ms]))
 
     # -- one pass --------------------------------------------------------------------------------
 
@@ -195,7 +194,7 @@ class Sweeper:
                 self._notify(job_id)
         self._scheduler.release(queue, [member])
         if failed:
-            worker_metrics.record_recovered(queue, "poison_job")
+            worker_metrics.record_recovered(queue, ErrorCode.POISON_JOB)
             log.error("job.dead_letter member=%s queue=%s", member, queue)
         return failed
 
@@ -213,7 +212,7 @@ class Sweeper:
             fields = {
                 "status": JobStatus.FAILED,
                 "completed_at": now,
-                "error": {"code": "enqueue_failed", "message": "the batch's inputs were not completely stored"},
+                "error": {"code": ErrorCode.ENQUEUE_FAILED, "message": "the batch's inputs were not completely stored"},
             }
             if self._store.transition(job_id, (JobStatus.QUEUED,), fields):
                 report.failed.append(job_id)

@@ -58,28 +58,16 @@ from standardwebhooks import Webhook
 from shared.durations import parse_duration
 from shared.jobs import WebhookDelivery, WebhookEvent
 from shared.queues import Queue, TaskName
+from shared.redis_keys import delivered_key, inflight_key, stopped_key
 from shared.settings import Settings
 from shared.ssrf import Target, UrlRefused, check_url
-from shared.store import PREFIX, JobStore
+from shared.store import JobStore
 from worker.delayed import DelayedQueue
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "mlqueue-webhooks/1"
 LOCK_MARGIN_S = 30
-
-
-def delivered_key(webhook_id: str) -> str:
-    return f"{PREFIX}:webhook:delivered:{webhook_id}"
-
-
-def inflight_key(webhook_id: str) -> str:
-    return f"{PREFIX}:webhook:inflight:{webhook_id}"
-
-
-def stopped_key(job_id: str) -> str:
-    """Set when the receiver answered 410: no more events for this job."""
-    return f"{PREFIX}:webhook:stopped:{job_id}"
 
 
 class Outcome(StrEnum):

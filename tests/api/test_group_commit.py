@@ -11,8 +11,9 @@ from api.group_commit import GroupCommit
 from shared.celery_app import make_celery
 from shared.jobs import Job, QueueInfo, new_job_id
 from shared.queues import TaskName
-from shared.scheduler import Work, queue_keys
-from shared.store import AsyncJobStore, NewJob, async_redis_client, job_key
+from shared.redis_keys import job_key, queue_keys
+from shared.scheduler import Work
+from shared.store import AsyncJobStore, NewJob, async_redis_client
 
 
 def make_job(queue: str = "cpu") -> Job:

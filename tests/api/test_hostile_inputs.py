@@ -22,7 +22,7 @@ from PIL import Image
 
 from devtools.processes import Stack, running_stack
 from shared.jobs import new_job_id
-from shared.store import deliveries_key
+from shared.redis_keys import deliveries_key
 from tests.api.helpers import SETOSA
 from tests.webhook_receiver import new_secret
 

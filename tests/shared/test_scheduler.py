@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from shared.redis_keys import queue_keys
 from shared.scheduler import (
     Priority,
     Scheduler,
@@ -15,7 +16,6 @@ from shared.scheduler import (
     chunk_member,
     enqueue,
     items_ahead,
-    queue_keys,
     queue_state,
     register_enqueue,
 )

@@ -8,7 +8,8 @@ import redis
 
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, new_job_id
-from shared.store import INDEX_ALL, AsyncJobStore, JobStore, async_redis_client, job_key, redis_client, tomb_key
+from shared.redis_keys import EVENTS_CHANNEL, INDEX_ALL, job_key, tomb_key
+from shared.store import AsyncJobStore, JobStore, async_redis_client, redis_client
 
 
 def make_job(model: str = "iris", **kw) -> Job:
@@ -76,7 +77,7 @@ def test_cancel_and_finish_cannot_both_win(redis_settings):
 def test_transitions_publish_events(redis_settings):
     job = make_job()
     sub = redis.Redis.from_url(redis_settings.redis_url, decode_responses=True).pubsub()
-    sub.subscribe("mlqueue:events")
+    sub.subscribe(EVENTS_CHANNEL)
     sub.get_message(timeout=1)
 
     async def scenario(store: AsyncJobStore):

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from shared.batch_store import out_key
 from shared.celery_app import make_celery
 from shared.celery_messages import ticket_message
 from shared.jobs import Job, JobKind, JobProgress, JobStatus, new_job_id
-from shared.presence import worker_key
-from shared.scheduler import Scheduler, Work, chunk_member, queue_keys
-from shared.store import AsyncJobStore, Enqueue, NewJob, async_redis_client, job_key, redis_client
-from worker.sweeper import LEASE_KEY, Sweeper
+from shared.redis_keys import SWEEPER_LEASE, job_key, out_key, queue_keys, worker_key
+from shared.scheduler import Scheduler, Work, chunk_member
+from shared.store import AsyncJobStore, Enqueue, NewJob, async_redis_client, redis_client
+from worker.sweeper import Sweeper
 
 
 def make_job(**kw) -> Job:
@@ -169,4 +168,4 @@ def test_one_sweeper_holds_the_lease_at_a_time(settings, r):
     assert a.take_lease() and not b.take_lease()
     assert a.take_lease()  # renewing its own
     a.stop()  # hands it over
-    assert b.take_lease() and r.get(LEASE_KEY) == "b"
+    assert b.take_lease() and r.get(SWEEPER_LEASE) == "b"

@@ -17,8 +17,9 @@ from standardwebhooks import Webhook
 
 from devtools.redis_server import free_port
 from shared.jobs import Job, WebhookEvent, WebhookSpec
+from shared.redis_keys import delivered_key, deliveries_key, job_key
 from shared.ssrf import Target, check_url
-from shared.store import JobStore, encode_fields, job_fields, job_key, redis_client
+from shared.store import JobStore, encode_fields, job_fields, redis_client
 from shared.webhook_events import build_event
 from tests.webhook_receiver import Receiver, Reply, new_secret
 from worker.delayed import DelayedQueue, Scheduler
@@ -29,7 +30,6 @@ from worker.webhooks import (
     body_of,
     classify,
     deliver,
-    delivered_key,
     retry_queue,
     run_delivery,
     send_attempt,
@@ -339,7 +339,7 @@ def test_a_retry_outliving_its_job_is_still_delivered_but_logs_nowhere(webhook_e
         message = build_event(a_job(receiver.url()), WebhookEvent.COMPLETED)  # the URL travels with the event
         assert run_delivery(store, settings, RecordingRetries(), gone, message, 2) is Outcome.DELIVERED
         assert len(receiver.received()) == 1
-    assert not store.r.exists(f"mlqueue:job:{gone}:deliveries")  # no orphan log for an expired job
+    assert not store.r.exists(deliveries_key(gone))  # no orphan log for an expired job
 
 
 def test_an_event_without_url_for_an_expired_job_is_dropped(webhook_env):
