@@ -83,10 +83,12 @@ def test_wrong_kinds_of_request_for_an_image_model(client):
     assert response.status_code in (415, 422)
     response = upload(client, digit_png(0)[0], model="iris")
     assert response.status_code == 415 and response.json()["code"] == "json_required"
-    response = client.post(
+    response = client.post("/v1/models/digits/jobs", files={"file": ("x.png", digit_png(0)[0])}, data={"version": "1x"})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    response = client.post(  # a name is an alias: one that was never set is unknown
         "/v1/models/digits/jobs", files={"file": ("x.png", digit_png(0)[0])}, data={"version": "one"}
     )
-    assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+    assert response.status_code == 404 and response.json()["code"] == "alias_not_found"
 
 
 def test_an_image_batch_keeps_order_and_fails_bad_files_alone(client):

@@ -100,7 +100,8 @@ def test_list_jobs_newest_first_with_filters_and_cursor(client):
         ('{"input": [1e999, 3.5, 1.4, 0.2]}', 422, "invalid_input"),
         (json.dumps({"input": [True, 3.5, 1.4, 0.2]}), 422, "invalid_input"),
         (json.dumps({"inputs": [1, 2, 3, 4]}), 422, "invalid_request"),
-        (json.dumps({"input": [1, 2, 3, 4], "version": "latest"}), 422, "invalid_request"),
+        (json.dumps({"input": [1, 2, 3, 4], "version": "latest"}), 404, "alias_not_found"),  # an unset alias
+        (json.dumps({"input": [1, 2, 3, 4], "version": "1.5"}), 422, "invalid_request"),
         (json.dumps([5.1, 3.5, 1.4, 0.2]), 422, "invalid_request"),
         (json.dumps("hello"), 422, "invalid_request"),
         ("", 400, "invalid_json"),
