@@ -26,8 +26,8 @@ from enum import StrEnum
 class ErrorCode(StrEnum):
     """Every ``code`` mlqueue answers with or writes into a job: a public contract, never renamed.
 
-    ``API_CODES`` are answered over HTTP (README "Errors are always"), ``JOB_CODES`` are a failed
-    job's ``error.code`` (README "A model failure"); ``tests/shared/test_error_codes.py`` keeps both true.
+    ``API_CODES`` are answered over HTTP (docs/api.md "Errors are always"), ``JOB_CODES`` are a failed
+    job's ``error.code`` (docs/api.md "A model failure"); ``tests/shared/test_error_codes.py`` keeps both true.
     """
 
     # 400

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLQUEUE_", extra="ignore")
 
     # redis://host:port/db, or a Sentinel group: sentinel://h1:26379,h2:26379/0?master=NAME
-    # (shared.redis_connection; README "More machines and Redis failover").
+    # (shared.redis_connection; docs/operations.md "More machines and Redis failover").
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Bind addresses: the API's; Flower's and the worker metrics' when theirs are unset.
     api_host: str = "127.0.0.1"
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     worker_slots: int = Field(2, ge=1)
     # The sweeper (``worker.sweeper``): every this often, one model worker puts back in line the
     # work of dead workers (within about 3 x heartbeat_interval_s + 2 x sweep_interval_s of the
-    # death; see README "Guarantees"), and fails a batch whose chunks the API never queued after
+    # death; see docs/guarantees.md), and fails a batch whose chunks the API never queued after
     # recover_after_s.
     sweep_interval_s: float = Field(5.0, gt=0)
     recover_after_s: float = Field(30.0, gt=0)

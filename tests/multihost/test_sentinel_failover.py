@@ -131,7 +131,7 @@ def test_a_primary_killed_under_load_fails_over_without_500s_and_the_surviving_j
     assert not unfinished, f"{len(unfinished)} surviving jobs did not succeed: {list(unfinished.items())[:5]}"
     assert ready.status_code == 200, ready.text  # the worker's heartbeat reached the new primary
     assert after_promotion, "no job was accepted after the failover"
-    print(  # the measure, for the record (pytest -s); README "More machines and Redis failover"
+    print(  # the measure, for the record (pytest -s); docs/operations.md "More machines and Redis failover"
         f"failover: accepted={len(load.accepted)} (before the promotion {len(at_risk)}, after "
         f"{len(after_promotion)}) lost={len(lost)} refused_503={len(load.refused)} "
         f"sentinel_failover_s={promoted_at - killed_at:.2f} api_first_202_after_s={serving_at - killed_at:.2f} "

@@ -1,4 +1,4 @@
-"""``ErrorCode`` is the one list of error codes: the code uses it, and the README names exactly its members."""
+"""``ErrorCode`` is the one list of error codes: the code uses it, and docs/api.md names exactly its members."""
 
 import ast
 import re
@@ -9,22 +9,22 @@ import pytest
 from shared.errors import API_CODES, JOB_CODES, ErrorCode, MlqueueError
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+API_DOC = (ROOT / "docs" / "api.md").read_text()
 CODE = re.compile(r"`([a-z]+(?:_[a-z]+)*)`")
 
 
 def paragraph(starts: str) -> str:
-    start = README.index(starts)
-    return README[start : README.index("\n\n", start)]
+    start = API_DOC.index(starts)
+    return API_DOC[start : API_DOC.index("\n\n", start)]
 
 
-def test_the_readme_error_list_names_exactly_the_api_codes():
+def test_the_api_doc_error_list_names_exactly_the_api_codes():
     named = set(CODE.findall(paragraph("Errors are always")))
-    assert named - API_CODES == set(), "the README names codes nothing answers with"
-    assert API_CODES - named == set(), "codes the README's HTTP API section does not name"
+    assert named - API_CODES == set(), "docs/api.md names codes nothing answers with"
+    assert API_CODES - named == set(), "codes the HTTP API section of docs/api.md does not name"
 
 
-def test_the_readme_job_error_list_names_exactly_the_job_codes():
+def test_the_api_doc_job_error_list_names_exactly_the_job_codes():
     codes = paragraph("A model failure is not an HTTP error").partition("{code, message}`")[2]  # after `failed`
     named = set(CODE.findall(codes))
     assert named == JOB_CODES
