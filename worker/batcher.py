@@ -40,7 +40,6 @@ class Batcher:
         self._in_flight = 0  # units submitted and not yet answered
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()  # one forward pass at a time per model
-        self.batch_sizes: list[int] = []  # recent sizes, for metrics and tests
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
         self._thread.start()
 
@@ -119,7 +118,6 @@ class Batcher:
         outputs = forward()
         elapsed_ms = (time.perf_counter() - started) * 1000
         worker_metrics.observe_forward_pass(self.predictor.manifest, count, elapsed_ms / 1000)
-        self.batch_sizes = [*self.batch_sizes[-999:], count]
         return outputs, elapsed_ms
 
     def _predict_isolated(self, inputs: list[Any]) -> list[Any]:

@@ -96,7 +96,7 @@ class ModelRuntime:
         key = (manifest.name, manifest.version)
         started = time.perf_counter()
         try:
-            artifact = fetch_artifact(self.repository, manifest)  # rule 7: verified sha256
+            artifact = fetch_artifact(self.repository, manifest)  # verified sha256: loading an artifact runs its code
             predictor = load_predictor(manifest, artifact)
             predictor.warm_up()
         except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others

@@ -14,7 +14,8 @@ from worker.context import current
 from worker.dispatch import drain
 from worker.execution import run_job, run_jobs
 
-# Rule 5: retry only what may succeed next time (Redis blips), never bad input.
+# Retry only what may succeed next time (Redis blips), never bad input: a retried bad input fails
+# the same way and only delays its error.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
 COMMON = {
     "acks_late": True,

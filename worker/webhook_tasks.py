@@ -28,7 +28,7 @@ from worker.webhooks import retry_queue, run_delivery
     # Not enforced by the threads pool; the HTTP timeout is what bounds an attempt.
     time_limit=settings.webhook_timeout_s + 20,
     soft_time_limit=settings.webhook_timeout_s + 10,
-    # Rule 5: a Redis blip while logging the attempt is retried shortly (well under the
+    # A Redis blip while logging the attempt is retried shortly (well under the
     # visibility timeout); the receiver's own failures go through the retry schedule instead.
     autoretry_for=(redis.ConnectionError, redis.TimeoutError),
     retry_backoff=1,
