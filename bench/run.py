@@ -45,7 +45,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from bench import clients, fairness, load
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.profile import Profiler
 from bench.targets import evaluate
-from devtools.processes import Stack, make_stack
+from devtools.processes import Stack, make_stack, stop_group, wait_http
 from devtools.redis_server import RedisServer, free_port
 from shared.settings import REPO_ROOT
 
@@ -410,32 +409,6 @@ def bentoml_service(tmp: Path, exe: Path, model: Path) -> Iterator[tuple[str, di
         yield url, {"bentoml": proc.pid}
     finally:
         stop_group(proc)
-
-
-def wait_http(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
-
-
-def stop_group(proc: subprocess.Popen, timeout_s: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 # --- the run ------------------------------------------------------------------------------------
