@@ -14,8 +14,8 @@ from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
 from worker.artifacts import ArtifactError, fetch_artifact
-from worker.batcher import Batcher
 from worker.families import Predictor, load_predictor
+from worker.micro_batching import Batcher
 
 log = logging.getLogger(__name__)
 __all__ = ["ArtifactError", "LoadedModel", "ModelRuntime", "ModelUnavailable"]

@@ -7,8 +7,8 @@ from celery import Task
 from shared.celery_messages import ticket_message
 from shared.logging import bound
 from shared.queues import MODEL_QUEUES, TaskName
-from worker.batches import run_chunk
 from worker.celery_app import app
+from worker.chunks import run_chunk
 from worker.context import current
 from worker.dispatch import drain
 from worker.execution import run_job, run_jobs

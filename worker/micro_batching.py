@@ -1,4 +1,7 @@
-"""Dynamic batching: jobs for the same model that arrive together run as one forward pass.
+"""Micro-batching of forward passes: jobs for the same model that arrive together run as one pass.
+
+(Not batch jobs: a batch job is split into chunks, run by ``worker.chunks`` and stored by
+``shared.batch_store``; each chunk is one unit here.)
 
 Each task thread hands its prepared inputs (one for a single job, many for a batch chunk) to the
 model's batcher and blocks on a future. One thread per model takes whatever is waiting, up to
