@@ -32,8 +32,19 @@ async def read_capped(request: Request, limit: int) -> bytes:
         # The rest of the body is still on its way: close the connection rather than parse it as a request.
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s", headers={"Connection": "close"})
     body = b"".join(chunks)
-    request._body = body  # so Starlette's form parser reads these bytes instead of the spent stream
+    keep_body(request, body)
     return body
+
+
+def keep_body(request: Request, body: bytes) -> None:
+    """Hand ``body``, read from the spent stream, back to ``request``, so that ``request.form()``
+    parses these bytes and ``request.body()`` (the submission's fingerprint) returns them.
+
+    Starlette (1.x) has no public way to do this: ``stream()``, ``body()`` and ``form()`` look for
+    the private ``_body`` attribute that ``body()`` caches (encode/starlette#495 and the closed
+    #1519 discuss caching the body; none landed a public setter). Setting it is the one override of
+    Starlette internals here; ``tests/api/test_body.py`` fails if Starlette stops reading it."""
+    request._body = body
 
 
 def media_type(request: Request) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -26,6 +27,14 @@ async def listed(repository: ModelRepository) -> dict[str, dict[int, ModelManife
     if repository.stale:
         return await anyio.to_thread.run_sync(repository.models)
     return repository.models()
+
+
+def serving_queue(queue: Queue, consumers: Mapping[str, list[str]]) -> Queue:
+    """Where a model's jobs go: GPU models to the gpu queue while a live worker consumes it, else
+    to the CPU workers, so nothing waits for a GPU node to appear. ``consumers``: queue → workers."""
+    if queue == Queue.GPU and not consumers.get(Queue.GPU):
+        return Queue.CPU
+    return Queue(queue)
 
 
 class Fleet:
@@ -55,10 +64,10 @@ class Fleet:
         return out
 
     async def queue_for(self, manifest: ModelManifest) -> str:
-        """GPU models go to the gpu queue when a live worker consumes it, else they run on CPU."""
-        if manifest.queue == Queue.GPU and Queue.GPU.value in await self.consumers():
-            return Queue.GPU.value
-        return Queue.CPU.value if manifest.queue == Queue.GPU else manifest.queue.value
+        """The queue ``manifest``'s jobs go to now (``serving_queue``)."""
+        if manifest.queue != Queue.GPU:
+            return manifest.queue.value  # no need to read the fleet
+        return serving_queue(manifest.queue, await self.consumers()).value
 
     async def resolve(self, repository: ModelRepository, name: str, pinned: int | str | None) -> ModelManifest:
         """The version a request gets. Pinned (a number or an alias such as ``staging``): that one.

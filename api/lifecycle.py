@@ -13,14 +13,14 @@ from api.deps import ApiState
 from api.security import Principal
 from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, WebhookEvent, deadline_transition, is_job_id
-from shared.webhook_events import send_event
+from shared.webhook_events import send_event, wants_event
 
 log = logging.getLogger(__name__)
 
 
 async def notify(state: ApiState, job: Job, event: WebhookEvent) -> str | None:
     """Queue a webhook event for ``job`` (if it has a webhook that wants it); returns its webhook id."""
-    if job.webhook is None or not job.webhook.wants(event):
+    if not wants_event(job, event):
         return None
     try:
         return await anyio.to_thread.run_sync(send_event, state.publisher, job, event)

@@ -15,11 +15,11 @@ from api.errors import install_error_handlers
 from api.events import JobEvents
 from api.fleet import Fleet
 from api.group_commit import GroupCommit
-from api.metrics import install_metrics
 from api.openapi import install_openapi
 from api.ratelimit import Limit, RateLimiter
 from api.request_id import RequestIdMiddleware
 from api.routes import batches, health, jobs, models
+from api.routes.metrics import install_metrics
 from api.security import parse_api_keys
 from shared.batch_store import AsyncBatchStore
 from shared.celery_app import make_celery

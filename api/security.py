@@ -167,11 +167,12 @@ def authenticate(request: Request, keys: dict[str, ApiKey]) -> Principal:
     raise Unauthorized("unknown API key", code=ErrorCode.INVALID_API_KEY, headers={"WWW-Authenticate": "Bearer"})
 
 
-def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
-    """A dependency: the caller must hold ``scope`` (or admin); applies the rate limits too."""
+def authenticated(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency: who is calling, holding ``scope`` (or admin). 401 without a known key (each
+    counted against the client's failed-authentication limit), 403 without the scope."""
 
     async def dependency(
-        request: Request, response: Response, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
     ) -> Principal:
         state = state_of(request)
         try:
@@ -181,7 +182,20 @@ def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[A
             raise
         if principal.key and scope not in principal.key.scopes and Scope.ADMIN not in principal.key.scopes:
             raise Forbidden(f"this API key lacks the {scope.value!r} scope", code=ErrorCode.INSUFFICIENT_SCOPE)
-        await enforce(state, principal.client, response, batch=batch)
+        return principal
+
+    return dependency
+
+
+def authorize(scope: Scope, *, batch: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A route's dependency: the caller, ``authenticated`` with ``scope``, then counted against its
+    rate limits (``api.ratelimit.enforce``; ``batch``: the batch limit too). Authentication runs
+    first, so a refused key never spends the rate limit of the key it claims to be."""
+
+    caller = Depends(authenticated(scope))  # a default, not an annotation: annotations are strings here
+
+    async def dependency(request: Request, response: Response, principal: Principal = caller) -> Principal:
+        await enforce(state_of(request), principal.client, response, batch=batch)
         return principal
 
     return dependency

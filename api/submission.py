@@ -1,7 +1,9 @@
 """Creating jobs: parse the request, validate against the manifest, write the record, send the tasks.
 
-Single jobs and batches share every step but the input handling. The record is always written
-before any task is sent, and a task that cannot be sent fails its job and answers 503.
+Single jobs and batches share every step but the input handling. A single job's record, place in
+line and ticket are written in one Redis transaction (``api.group_commit``): all of them or none
+(and a 503). A batch's record is written first, then its chunks' inputs, places and tickets; if
+those cannot be written, the batch fails with ``enqueue_failed`` and the request answers 503.
 """
 
 from __future__ import annotations

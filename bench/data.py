@@ -14,7 +14,6 @@ import random
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 MODEL_SIDE = 96  # the digits model's input (its manifest); what the cache key of an upload is made from
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""The fairness workload (issue 13): two API keys of weight 1 on one stack, A and B.
+"""The fairness workload: two API keys of weight 1 on one stack, A and B.
 
 1. idle: B sends single iris jobs one at a time (``Prefer: wait``), alone on the stack;
 2. flood: A sends a big iris batch and, while it runs, B sends the same number of single jobs one
@@ -8,7 +8,7 @@
 3. priority: A sends a big ``low`` batch and right behind it a ``high`` single job.
 
 What is compared is ``metrics.queue_ms`` of the finished jobs (creation to start, the server's own
-clock): B's p50 during the flood against its idle p50 (the issue's target: within 2x), and the
+clock): B's p50 during the flood against its idle p50 (the target: within 2x), and the
 high job's wait against the batch's mean forward pass per chunk (``predict_ms / chunks``). "Starts
 within one forward pass" is judged as: it waits at most B's idle p50 plus one such pass (a lone job
 on an idle stack also waits a few ms: Redis round trips, the claim, a worker thread). End-to-end
@@ -316,7 +316,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
 
     return [
         "",
-        "fairness and priority (issue 13): keys A and B, weight 1 each; queue = job created -> started",
+        "fairness and priority: keys A and B, weight 1 each; queue = job created -> started",
         "-" * 124,
         f"key B alone, single jobs one at a time:               {waits(idle)}",
         f"key B while key A's {s['batch_rows']:,}-row batch runs:       {waits(flood)}",

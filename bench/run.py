@@ -8,10 +8,10 @@ In one run on this machine it measures, side by side:
   (b) mlqueue end to end through HTTP: a private Redis + one worker + the API (``devtools.processes``);
       the 100k-row batch on a stack of its own with two workers (one per core, one thread each);
       the result cache on a third stack (cache on only there); fairness and priority between two
-      API keys, one flooding (issue 13, ``bench.fairness``), on a fourth;
+      API keys, one flooding (``bench.fairness``), on a fourth;
   (c) naive: the tutorial pattern (``bench.naive``) on a Redis of its own;
   (d) BentoML with adaptive batching, in its own virtualenv (skipped with a note if unavailable);
-then prints a table, the issue's targets (PASS/MISS and by how much), and writes everything as JSON.
+then prints a table, the targets (PASS/MISS and by how much), and writes everything as JSON.
 Each system runs alone, so the 2 cores are never shared between systems. Every job of every
 throughput workload has an input no other job of that system's run had (``bench.data.Pool``: warm-ups
 included), so the result cache could answer none of them; the systems get the same inputs. Only the
@@ -45,7 +45,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ from bench import clients, fairness, load
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.profile import Profiler
 from bench.targets import evaluate
-from devtools.processes import Stack, make_stack
+from devtools.processes import Stack, make_stack, stop_group, wait_http
 from devtools.redis_server import RedisServer, free_port
 from shared.settings import REPO_ROOT
 
@@ -412,32 +411,6 @@ def bentoml_service(tmp: Path, exe: Path, model: Path) -> Iterator[tuple[str, di
         stop_group(proc)
 
 
-def wait_http(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {proc.returncode} during start-up")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
-
-
-def stop_group(proc: subprocess.Popen, timeout_s: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -737,7 +710,7 @@ class Bench:
             self.api_pid = None
 
     async def run_fairness(self) -> None:
-        """Issue 13: keys A and B (weight 1) on a stack of their own; ``bench.fairness`` drives it."""
+        """Fairness and priority: keys A and B (weight 1) on a stack of their own; ``bench.fairness`` drives it."""
         say("(b) mlqueue fairness: keys A and B; B alone, B while A floods, A's high job over its low batch")
         tokens, keys = fairness.make_keys()
         sizes = self.sizes.fairness_sizes
@@ -909,7 +882,7 @@ def render(results: dict[str, Any]) -> str:
             ]
     if results.get("fairness"):
         lines += fairness.report_lines(results["fairness"])
-    lines += ["", "targets (issues 10 and 13, ratios within this run)", "-" * WIDTH]
+    lines += ["", "targets (ratios within this run)", "-" * WIDTH]
     for t in results["targets"]:
         value = "-" if t["value"] is None else f"{t['value']:,.3g} {t['unit']}"
         bound = "-" if t["bound"] is None else f"{t['bound']:,.3g}"
@@ -971,7 +944,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description="mlqueue benchmark (issues 6 and 10)")
+    parser = argparse.ArgumentParser(description="mlqueue benchmark: mlqueue against raw, naive and BentoML")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in a few minutes")
     parser.add_argument("--only", help=f"comma-separated workloads among {', '.join(FAMILIES)}")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "latest.json")

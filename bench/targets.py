@@ -1,4 +1,4 @@
-"""Issue 10's targets ("per-job cost") and issue 13's (fairness, priority), evaluated on one run's
+"""The benchmark's targets (per-job cost, fairness, priority), evaluated on one run's
 numbers: PASS or MISS and by how much (SKIP when a number is missing, e.g. no image model or no
 BentoML). Every ratio and every scaled
 bound compares two numbers measured in the same run, on the same machine."""

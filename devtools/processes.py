@@ -3,12 +3,13 @@ containers do: for the tests and the benchmark."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +60,8 @@ class Stack:
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            stop_group(proc, sig, timeout_s)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
@@ -88,21 +83,64 @@ class Stack:
     def wait_ready(self, timeout_s: float = 120) -> None:
         """Until /readyz says every model has a live worker and no model is still loading (a model
         that failed to load leaves the stack ``degraded``, which is as ready as it will get)."""
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            for name, proc in self.procs.items():
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.log(name)}")
-            try:
-                last = httpx.get(f"{self.api_url}/readyz", timeout=2)
-                models = last.json().get("models", {}) if last.status_code == 200 else {}
-                if last.status_code == 200 and all(m.get("status") != "loading" for m in models.values()):
-                    return
-            except httpx.HTTPError as exc:
-                last = exc
-            time.sleep(0.2)
-        raise RuntimeError(f"stack not ready: {last!r}\n{self.log('worker')}\n{self.log('api')}")
+        wait_http(
+            f"{self.api_url}/readyz",
+            self.procs,
+            timeout_s,
+            ready=_nothing_loading,
+            log=self.log,
+            on_timeout=lambda: f"{self.log('worker')}\n{self.log('api')}",
+        )
+
+
+def _nothing_loading(response: httpx.Response) -> bool:
+    models = response.json().get("models", {}) if response.status_code == 200 else {}
+    return response.status_code == 200 and all(m.get("status") != "loading" for m in models.values())
+
+
+def wait_http(
+    url: str,
+    procs: Mapping[str, subprocess.Popen],
+    timeout_s: float,
+    ready: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
+    log: Callable[[str], str] = lambda name: "",
+    on_timeout: Callable[[], str] = lambda: "",
+) -> None:
+    """Until a GET of ``url`` is ``ready`` (a 200 unless told), checking every 0.2 s. One of
+    ``procs`` exiting meanwhile fails at once, with its ``log``; a timeout adds ``on_timeout()``."""
+    deadline = time.monotonic() + timeout_s
+    last: httpx.Response | Exception | None = None
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                tail = log(name)
+                raise RuntimeError(
+                    f"{name} exited with code {proc.returncode} during start-up" + (f":\n{tail}" if tail else "")
+                )
+        try:
+            last = httpx.get(url, timeout=2)
+            if ready(last):
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.2)
+    context = on_timeout()
+    raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s: {last!r}" + (f"\n{context}" if context else ""))
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
+    """Stop ``proc`` and everything it started (it leads its own session): ``sig`` to the group,
+    then SIGKILL after ``timeout_s``. A process already gone is fine."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def make_stack(tmp: Path, redis: RedisServer | None = None, redis_url: str | None = None, **settings: str) -> Stack:

@@ -15,12 +15,14 @@ def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
     broker is a quick 503. A worker retries the broker forever (a restarted Redis is routine)."""
     app = Celery("mlqueue", broker=broker_url(settings), set_as_current=False)
     transport_options = {
-        # Unacked messages return to the queue after this long; it must exceed the longest
-        # reserve + run, or a slow job runs twice (harmless: the run is idempotent, but wasted).
+        # Unacked messages return to the queue after this long; it must exceed the longest a
+        # message stays unacked (a ticket's drain), or a second worker takes it too (harmless: a
+        # ticket only wakes a worker, and claims are atomic).
         "visibility_timeout": settings.visibility_timeout_s,
         # kombu's own restore of unacked messages past the visibility timeout scans only every
         # interval x throttle seconds (10 x 10 by default); every 10 s here. It is the backstop: the
-        # sweeper (worker.sweeper) re-sends a dead worker's messages long before the timeout.
+        # sweeper (worker.sweeper) puts a dead worker's work back in line and sends a ticket long
+        # before the timeout.
         "unacked_restore_interval": 10,
         "unacked_restore_throttle": 1,
         # Above the 1 s BRPOP timeout of the consumer, or every idle poll would time out.
@@ -33,14 +35,14 @@ def make_celery(settings: Settings, *, publisher: bool = False) -> Celery:
     if publisher:
         transport_options["max_retries"] = 1
     app.conf.update(
-        # Rule 3: JSON only. Images travel as a claim check (a Redis key), never pickled.
+        # JSON only: unpickling a message runs code. Images travel as a claim check (a Redis key).
         task_serializer="json",
         accept_content=["json"],
         # The job record in Redis is the result store; Celery's result backend is not used, and
         # a task's Celery state never stands in for a job's state ("PENDING" also means "unknown").
         task_ignore_result=True,
         result_backend=None,
-        # Rule 4: a message is acked after the run, and requeued if the worker process dies.
+        # A message is acked after the run, and requeued if the worker process dies: a crash loses no job.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # One reserved message per execution slot: a message sitting in one worker's prefetch

@@ -95,7 +95,7 @@ def cache_entry(model: str, version: int, digest: str) -> str:  # string: a cach
     return f"{PREFIX}:cache:{model}:{version}:{digest}"
 
 
-# Webhooks (worker.webhooks, worker.delayed, worker.batches)
+# Webhooks (worker.webhooks, worker.delayed, worker.chunks)
 WEBHOOKS_DELAYED = f"{PREFIX}:webhooks:delayed"  # sorted set retry -> due time; TTL refreshed on write
 
 

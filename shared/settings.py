@@ -81,14 +81,20 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(128, ge=4)
     redis_pool_timeout_s: float = Field(10.0, gt=0)
 
-    # Worker
+    # Worker. Task threads of one worker process (Celery's ``--concurrency`` of the threads pool):
+    # tickets draining model queues and webhook deliveries. Model work runs ``worker_slots`` at a
+    # time per queue (``worker.dispatch``); a ticket thread without a slot waits for one.
     worker_concurrency: int = Field(16, ge=1)
     worker_queues: str = "cpu"
     worker_threads: int = Field(0, ge=0)  # BLAS/OpenMP/TF threads; 0 = cores of this machine
     heartbeat_interval_s: float = Field(5.0, gt=0)
+    # Celery's limit per task (the threads pool does not enforce it); the sweeper puts back work
+    # claimed longer ago than this plus ``recover_after_s``.
     task_time_limit_s: int = Field(120, ge=1)
-    # Must exceed the longest time a message can sit reserved-but-unacked (prefetch + run),
-    # or Redis hands it to a second worker. Also the delay before a crashed worker's jobs rerun.
+    # An unacked Celery message (a ticket, a webhook delivery) goes back to its queue after this
+    # long, so it must exceed the longest a message stays unacked (a ticket drains for at most
+    # ``worker.dispatch.DRAIN_BUDGET_S`` plus its last item), or a second worker takes it too. A
+    # dead worker's jobs do not wait for it: the sweeper puts them back in line.
     visibility_timeout_s: int = Field(600, ge=1)
     # Work items (single jobs, batch chunks) one worker process runs at once per model queue: one
     # in a forward pass, one reading its inputs or writing its results. More only adds waiting:
@@ -112,10 +118,10 @@ class Settings(BaseSettings):
     # share) or 503 (the queue is full) with Retry-After. 0 disables each bound.
     max_backlog: int = Field(100_000, ge=0)
     max_backlog_age_s: float = Field(900.0, ge=0)
-    # Prometheus metrics of this worker on http://<api_host>:<port>/metrics; 0 = disabled. Each worker
-    # process on one machine needs a port of its own.
     # Celery task events (Flower's task list): 3 Redis publishes per job from the worker's consumer thread
     task_events: bool = True
+    # Prometheus metrics of this worker on http://<worker_metrics_host or api_host>:<port>/metrics;
+    # 0 = disabled. Each worker process on one machine needs a port of its own.
     worker_metrics_port: int = Field(0, ge=0, le=65535)
 
     @property

@@ -25,9 +25,15 @@ def build_event(job: Job, event: WebhookEvent) -> dict[str, Any]:
     }
 
 
+def wants_event(job: Job, event: WebhookEvent) -> bool:
+    """Whether ``job`` has a webhook that wants ``event``. Callers ask before paying for a send (a
+    fresh read of the job, a thread hop); ``send_event`` asks again, so no unwanted event goes out."""
+    return job.webhook is not None and job.webhook.wants(event)
+
+
 def send_event(sender: Celery, job: Job, event: WebhookEvent) -> str | None:
     """Queue a delivery if the job has a webhook that wants this event; returns its webhook id."""
-    if job.webhook is None or not job.webhook.wants(event):
+    if not wants_event(job, event):
         return None
     message = build_event(job, event)
     sender.send_task(TaskName.DELIVER_WEBHOOK, args=[job.id, message, 1], queue=Queue.WEBHOOKS.value)

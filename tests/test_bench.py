@@ -359,7 +359,7 @@ def test_peak_rss_sees_memory_that_is_gone_by_the_end():
 @pytest.mark.integration
 def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path, monkeypatch, capsys):
     """``python -m bench.run --quick --only fairness`` with a 5,000-row batch and 5 jobs per phase:
-    two keys on a real stack; the report prints every wait and the two issue-13 targets."""
+    two keys on a real stack; the report prints every wait and the two fairness and priority targets."""
     models = tmp_path / "models"  # iris only: the worker starts in seconds
     shutil.copytree(REPO_ROOT / "models" / "iris", models / "iris")
     monkeypatch.setenv("MLQUEUE_MODELS_DIR", str(models))

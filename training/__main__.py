@@ -21,7 +21,7 @@ SHIPPED = {
     "iris": ("training.iris", 1),
     "wine": ("training.wine", 1),
     "anomaly": ("training.anomaly", 1),
-    "digits": ("training.image", 2),  # v1 (before issue 17's rendering matrix) stays as shipped
+    "digits": ("training.image", 2),  # v1 (trained before the varied digit rendering) stays as shipped
 }
 
 

@@ -13,13 +13,13 @@ from shared.settings import get_settings
 
 
 def broker_transport(redis_url: str) -> str | None:
-    """The transport class of ``shared.broker`` for this URL's scheme (None: kombu's own)."""
+    """The transport class of ``worker.broker`` for this URL's scheme (None: kombu's own)."""
     scheme = redis_url.split("://", 1)[0].lower()
-    return {"redis": "shared.broker:Transport", "sentinel": "shared.broker:SentinelTransport"}.get(scheme)
+    return {"redis": "worker.broker:Transport", "sentinel": "worker.broker:SentinelTransport"}.get(scheme)
 
 
 def use_own_transport(app: Any, redis_url: str) -> None:
-    """kombu's Redis (or Sentinel) transport, reusing its Redis client (see shared.broker). Only in
+    """kombu's Redis (or Sentinel) transport, reusing its Redis client (see worker.broker). Only in
     the worker: Flower and the API keep the plain one, whose broker URL Flower's broker view reads."""
     transport = broker_transport(redis_url)
     if not transport:

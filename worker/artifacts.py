@@ -1,5 +1,5 @@
-"""A model version's artifact as a local file whose sha256 is the manifest's (rule 7: an artifact
-is code, joblib is pickle, so only the bytes the manifest names are ever loaded).
+"""A model version's artifact as a local file whose sha256 is the manifest's (an artifact is
+code, joblib is pickle, so only the bytes the manifest names are ever loaded).
 
 A folder repository's artifact is loaded in place. An object store's is downloaded once per worker
 machine into ``MLQUEUE_MODEL_CACHE_DIR``: streamed to a temporary name, hashed on the way, renamed

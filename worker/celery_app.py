@@ -53,7 +53,7 @@ def _setup_logging(**_: Any) -> None:
 @signals.worker_init.connect
 def _load_models(sender: Any = None, **_: Any) -> None:
     global _loads_models
-    # Rule 1: TensorFlow is not fork-safe. Only single-process pools (threads, solo) are allowed,
+    # TensorFlow is not fork-safe. Only single-process pools (threads, solo) are allowed,
     # so the models are loaded in the process that runs the tasks and nothing forks afterwards.
     pool = getattr(sender, "pool_cls", None)
     pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")

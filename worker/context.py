@@ -82,7 +82,8 @@ def available_cpus(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int
 
 
 def cap_threads(settings: Settings) -> int:
-    """Rule 2: BLAS/OpenMP/TF threads = cores ÷ processes. Must run before numpy is imported."""
+    """BLAS/OpenMP/TF threads = cores ÷ processes, so processes on one machine do not oversubscribe
+    its cores. Must run before numpy is imported (the libraries read these once, at load)."""
     threads = settings.worker_threads or available_cpus()
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(threads))

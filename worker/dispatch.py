@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from shared.scheduler import Claim
-from worker.batches import run_chunk
+from worker.chunks import run_chunk
 from worker.context import WorkerContext
 from worker.execution import run_jobs
 

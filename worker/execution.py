@@ -16,6 +16,7 @@ from shared import cache
 from shared.errors import ErrorCode, MlqueueError
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
 from shared.store import has_blob
+from shared.webhook_events import wants_event
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
 
@@ -121,7 +122,7 @@ def finish_many(ctx: WorkerContext, results: Sequence[tuple[Job, dict[str, Any],
 
 def notify(ctx: WorkerContext, job: Job, event: WebhookEvent) -> None:
     """Send a webhook event with a fresh snapshot of the job; only jobs with a webhook pay the read."""
-    if job.webhook is None or not job.webhook.wants(event):
+    if not wants_event(job, event):
         return
     try:
         current = ctx.store.get(job.id)

@@ -106,14 +106,6 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
     log.info("metrics.serving addr=%s port=%s", addr, port)
 
 
-def stop_metrics_server() -> None:
-    global _server
-    if _server is not None:
-        _server.shutdown()
-        _server.server_close()
-        _server = None
-
-
 def observe_forward_pass(manifest: ModelManifest, batch_size: int, seconds: float) -> None:
     INFERENCE.labels(model=manifest.name, version=str(manifest.version)).observe(seconds)
     BATCH_SIZE.labels(model=manifest.name).observe(batch_size)

@@ -14,8 +14,8 @@ from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
 from worker.artifacts import ArtifactError, fetch_artifact
-from worker.batcher import Batcher
 from worker.families import Predictor, load_predictor
+from worker.micro_batching import Batcher
 
 log = logging.getLogger(__name__)
 __all__ = ["ArtifactError", "LoadedModel", "ModelRuntime", "ModelUnavailable"]
@@ -96,7 +96,7 @@ class ModelRuntime:
         key = (manifest.name, manifest.version)
         started = time.perf_counter()
         try:
-            artifact = fetch_artifact(self.repository, manifest)  # rule 7: verified sha256
+            artifact = fetch_artifact(self.repository, manifest)  # verified sha256: loading an artifact runs its code
             predictor = load_predictor(manifest, artifact)
             predictor.warm_up()
         except Exception as exc:  # noqa: BLE001 - one bad model must not stop the others

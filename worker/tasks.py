@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import redis
 from celery import Task
 
 from shared.celery_messages import ticket_message
 from shared.logging import bound
 from shared.queues import MODEL_QUEUES, TaskName
-from worker.batches import run_chunk
 from worker.celery_app import app
+from worker.chunks import run_chunk
 from worker.context import current
 from worker.dispatch import drain
 from worker.execution import run_job, run_jobs
+from worker.task_options import task_options
 
-# Rule 5: retry only what may succeed next time (Redis blips), never bad input.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError)
-COMMON = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "autoretry_for": TRANSIENT,
-    "retry_backoff": 1,
-    "retry_backoff_max": 30,
-    "max_retries": 10,
-    "ignore_result": True,
-}
+COMMON = task_options(max_retries=10)
 
 
 @app.task(name=TaskName.DRAIN, bind=True, **COMMON)

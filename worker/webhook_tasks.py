@@ -11,29 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-
 from shared.logging import job_id_var
 from shared.queues import TaskName
 from worker.celery_app import app, settings
 from worker.context import current
+from worker.task_options import task_options
 from worker.webhooks import retry_queue, run_delivery
 
 
 @app.task(
     name=TaskName.DELIVER_WEBHOOK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
     # Not enforced by the threads pool; the HTTP timeout is what bounds an attempt.
     time_limit=settings.webhook_timeout_s + 20,
     soft_time_limit=settings.webhook_timeout_s + 10,
-    # Rule 5: a Redis blip while logging the attempt is retried shortly (well under the
+    # A Redis blip while logging the attempt is retried shortly (well under the
     # visibility timeout); the receiver's own failures go through the retry schedule instead.
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
-    retry_backoff=1,
-    retry_backoff_max=30,
-    max_retries=5,
+    **task_options(max_retries=5),
 )
 def deliver_webhook(job_id: str, message: dict[str, Any], attempt: int = 1) -> None:
     ctx = current()

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from api.deps import StateDep
-from api.fleet import listed
+from api.fleet import listed, serving_queue
 from shared.queues import Queue
 
 router = APIRouter(tags=["ops"])
@@ -41,9 +41,7 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     problems: list[str] = []
     models: dict[str, dict[str, Any]] = {}
     for name, versions in sorted((await listed(state.repository)).items()):
-        queue = versions[max(versions)].queue
-        if queue == Queue.GPU and not consumers.get(Queue.GPU):
-            queue = Queue.CPU  # gpu models fall back to CPU workers
+        queue = serving_queue(versions[max(versions)].queue, consumers)
         if not consumers.get(queue):
             problems.append(f"no live worker consumes queue {queue.value} (model {name})")
             models[name] = {"status": "no_worker", "queue": queue.value}

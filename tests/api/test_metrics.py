@@ -9,7 +9,7 @@ import httpx
 import pytest
 import redis
 
-from api.metrics import QueueSampler, message_created_s
+from api.queue_metrics import QueueSampler, message_created_s
 from shared.jobs import job_id_created_at, new_job_id
 from tests.api.helpers import consumption_paused, poll_until_terminal, submit
 from tests.metrics_helpers import eventually, scrape

@@ -18,7 +18,6 @@ from shared.redis_connection import (
     redis_client,
 )
 from shared.settings import Settings
-from worker.__main__ import broker_transport, use_own_transport
 
 
 def test_a_sentinel_url_names_its_sentinels_master_db_and_passwords():
@@ -53,7 +52,6 @@ def test_a_plain_url_passes_through_untouched():
     assert broker_url(settings) == "redis://:pw@10.0.0.5:6380/3"
     assert broker_transport_options(settings) == {}
     assert endpoints(settings.redis_url) == [("10.0.0.5", 6380)]
-    assert broker_transport(settings.redis_url) == "shared.broker:Transport"
 
 
 def test_the_broker_gets_kombus_sentinel_form_and_the_master_name():
@@ -61,7 +59,6 @@ def test_the_broker_gets_kombus_sentinel_form_and_the_master_name():
     assert broker_url(settings) == "sentinel://:pw@h1:26379/1;sentinel://:pw@h2:26380/1"
     options = broker_transport_options(settings)
     assert options["master_name"] == "jobs" and options["sentinel_kwargs"]["password"] == "sp"
-    assert broker_transport(settings.redis_url) == "shared.broker:SentinelTransport"
     conf = make_celery(settings).conf
     assert conf.broker_transport_options["master_name"] == "jobs"
     assert conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout_s
@@ -83,22 +80,6 @@ def test_with_no_sentinel_reachable_a_command_fails_as_a_connection_error():
     settings = Settings(redis_url="sentinel://127.0.0.1:1/0?master=jobs", redis_socket_timeout_s=0.5)
     with pytest.raises(redis.ConnectionError):  # the API's 503, the worker's retry
         redis_client(settings).ping()
-
-
-def test_the_worker_keeps_its_transport_when_kombu_moves_to_the_next_sentinel(monkeypatch):
-    import kombu.transport
-    from kombu import Connection
-
-    from shared.broker import SentinelTransport
-
-    monkeypatch.setattr(kombu.transport, "TRANSPORT_ALIASES", dict(kombu.transport.TRANSPORT_ALIASES))
-    monkeypatch.setattr(kombu.transport, "_transport_cache", {})
-    settings = Settings(redis_url="sentinel://127.0.0.1:1,127.0.0.1:2/0?master=jobs")
-    app = make_celery(settings)
-    use_own_transport(app, settings.redis_url)
-    with Connection(broker_url(settings), transport=app.conf.broker_transport) as conn:
-        conn.switch(conn.alt[1])  # what a failover does
-        assert isinstance(conn.transport, SentinelTransport)
 
 
 def test_a_write_on_a_transport_the_server_just_closed_is_a_connection_error(monkeypatch):

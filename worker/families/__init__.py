@@ -3,7 +3,7 @@
 Each family is a ``Predictor``: ``prepare`` checks and converts one raw input (raising
 ``InvalidInput``), ``predict_batch`` runs many prepared inputs in one forward pass.
 
-Optional, for batch chunks (``worker.batches``): ``prepare_many(rows)`` validates a whole chunk at
+Optional, for batch chunks (``worker.chunks``): ``prepare_many(rows)`` validates a whole chunk at
 once (None when any row needs the row-by-row path) and ``predict_json(prepared)`` returns each
 output already as JSON text. The tabular family has both.
 """

@@ -1,5 +1,12 @@
 """kombu's Redis transport with one change: a channel reuses one redis-py client.
 
+This overrides kombu's private ``Channel._create_client`` (kombu 5.x): no public hook selects how
+a channel makes its client. It lives in ``worker/`` because only ``python -m worker`` uses it
+(``worker.__main__.use_own_transport``); the API and Flower keep kombu's own transport. Its tests
+(``tests/worker/test_broker.py``) call the private method, so a kombu that renames it fails them.
+It can go when kombu reuses its client (the client-per-call cost below) and fixes kombu#970 /
+kombu#582.
+
 kombu builds a new ``redis.Redis`` object (over the same connection pool) for every ack, every
 update of its unacked index and every task event it publishes. With redis-py 8, building one
 copies its table of ~250 response callbacks into a new case-insensitive dict: 10 % of a worker's

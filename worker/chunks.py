@@ -1,5 +1,8 @@
 """Running one chunk of a batch job: validate each row, one forward pass, record results in order.
 
+The chunks' inputs and results live in ``shared.batch_store``; the forward pass goes through the
+model's micro-batcher (``worker.micro_batching``) like a single job's.
+
 A bad row fails that item, not the batch: any exception while preparing a row becomes that row's
 error, so a batch always finishes. A chunk redelivered after a crash is counted once (the
 chunk-done set), and chunks of a canceled batch do not run.

@@ -1,4 +1,7 @@
-"""Dynamic batching: jobs for the same model that arrive together run as one forward pass.
+"""Micro-batching of forward passes: jobs for the same model that arrive together run as one pass.
+
+(Not batch jobs: a batch job is split into chunks, run by ``worker.chunks`` and stored by
+``shared.batch_store``; each chunk is one unit here.)
 
 Each task thread hands its prepared inputs (one for a single job, many for a batch chunk) to the
 model's batcher and blocks on a future. One thread per model takes whatever is waiting, up to
@@ -40,7 +43,6 @@ class Batcher:
         self._in_flight = 0  # units submitted and not yet answered
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()  # one forward pass at a time per model
-        self.batch_sizes: list[int] = []  # recent sizes, for metrics and tests
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
         self._thread.start()
 
@@ -119,7 +121,6 @@ class Batcher:
         outputs = forward()
         elapsed_ms = (time.perf_counter() - started) * 1000
         worker_metrics.observe_forward_pass(self.predictor.manifest, count, elapsed_ms / 1000)
-        self.batch_sizes = [*self.batch_sizes[-999:], count]
         return outputs, elapsed_ms
 
     def _predict_isolated(self, inputs: list[Any]) -> list[Any]:

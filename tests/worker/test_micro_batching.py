@@ -1,3 +1,5 @@
+"""Micro-batching of forward passes (``worker.micro_batching``)."""
+
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -5,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.manifests import ModelManifest
-from worker.batcher import Batcher
+from worker.micro_batching import Batcher
 
 MANIFEST = ModelManifest(
     name="toy",
