@@ -1,10 +1,11 @@
-# mlqueue: `make run` starts the whole stack on this machine, `make test` runs the test suite.
+# mlqueue: `make run` starts the whole stack on this machine, `make test` runs the test suite,
+# `make test-fast` its in-process and unit tiers (no worker, no subprocess stack: under a minute).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint models publish bench bench-quick api-key clean
+.PHONY: run test test-fast lint models publish bench bench-quick api-key clean
 
 $(STAMP): requirements/*.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# tests/fast (the app in process on a real Redis, marked inprocess) and every test that needs no
+# server (not integration), less the few that train a network or wait out timeouts (slow)
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "(inprocess or not integration) and not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

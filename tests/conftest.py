@@ -1,4 +1,8 @@
-"""Fixtures: a real Redis on a free port, a real Celery worker and the real API, as subprocesses."""
+"""Fixtures: a real Redis on a free port, a real Celery worker and the real API, as subprocesses.
+
+Any test that asks for one of the servers below is marked ``integration`` here, by its fixtures,
+so ``pytest -m "not integration"`` runs only what needs no server at all (the pure unit tier).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,16 @@ from devtools.redis_server import RedisServer
 from devtools.s3_server import S3Server
 from shared.model_store import ModelStore
 from shared.settings import Settings
+
+# Fixtures that start a server (Redis, the subprocess stack, moto's S3): a test using any of them,
+# directly or through another fixture, is an integration test.
+SERVER_FIXTURES = frozenset({"redis_server", "stack", "own_stack", "s3_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -182,31 +182,6 @@ def events(stack: Stack, job_id: str, count: int) -> list[dict]:
     return out
 
 
-def test_a_full_queue_answers_503_to_its_only_key_and_429_to_a_key_over_its_share(stalled):
-    with as_(stalled, "flood") as flood, as_(stalled, "other") as other:
-        for _ in range(6):
-            assert flood.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]}).status_code == 202
-        full = flood.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]})
-        assert full.status_code == 503 and full.json()["code"] == "queue_full"
-        assert 1 <= int(full.headers["Retry-After"]) <= 600
-        assert other.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]}).status_code == 202  # its share
-        hog = flood.post("/v1/models/iris/batches", json={"inputs": [[5.1, 3.5, 1.4, 0.2]]})
-        assert hog.status_code == 429 and hog.json()["code"] == "fair_share_exceeded"
-        assert int(hog.headers["Retry-After"]) >= 1
-        assert len(flood.get("/v1/jobs?status=queued").json()["jobs"]) == 6  # nothing refused was written
-
-
-def test_a_queue_whose_oldest_job_waited_too_long_answers_503(tmp_path):
-    with start(tmp_path, max_backlog_age_s="1") as s:
-        s.stop("worker")
-        with as_(s, "other") as client:
-            assert client.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]}).status_code == 202
-            time.sleep(1.6)
-            late = client.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]})
-            assert late.status_code == 503 and late.json()["code"] == "queue_full"
-            assert "Retry-After" in late.headers
-
-
 def test_an_aborted_job_is_retried_as_a_new_linked_job(stalled):
     with as_(stalled, "other") as client:
         job = client.post("/v1/models/iris/jobs", json={"input": [5.1, 3.5, 1.4, 0.2]}, headers={"Cancel-After": "1s"})

@@ -1,4 +1,5 @@
-"""API keys, scopes, job ownership and rate limits, through HTTP against a stack with keys configured."""
+"""API keys, scopes, job ownership and rate limits, through HTTP against a stack with keys configured.
+What needs no worker (401/403, per-key idempotency, failed-auth limits) is tests/fast/test_security.py."""
 
 import subprocess
 import sys
@@ -43,22 +44,6 @@ def as_(stack, name=None) -> httpx.Client:
     return httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
 
 
-def test_missing_or_unknown_key_is_401_and_wrong_scope_403(secured):
-    with as_(secured) as anonymous:
-        response = anonymous.post("/v1/models/iris/jobs", json={"input": SETOSA})
-        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
-        assert anonymous.get("/healthz").status_code == 200  # ops endpoints stay open
-        bad = anonymous.get("/v1/jobs", headers={"Authorization": "Bearer mlq_x_notakey"})
-        assert bad.status_code == 401 and bad.json()["code"] == "invalid_api_key"
-        assert anonymous.get("/v1/jobs", headers={"Authorization": "Basic abc"}).status_code == 401
-    with as_(secured, "reader") as reader:
-        response = reader.post("/v1/models/iris/jobs", json={"input": SETOSA})
-        assert response.status_code == 403 and response.json()["code"] == "insufficient_scope"
-        assert reader.get("/v1/models").status_code == 200
-    with as_(secured, "alice") as alice:
-        assert alice.post("/v1/models/iris/reload").status_code == 403
-
-
 def test_a_job_is_visible_only_to_its_key_and_admins(secured):
     with as_(secured, "alice") as alice, as_(secured, "bob") as bob, as_(secured, "ops") as ops:
         job = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Prefer": "wait=10"}).json()
@@ -71,13 +56,6 @@ def test_a_job_is_visible_only_to_its_key_and_admins(secured):
         assert ops.get(f"/v1/jobs/{job['id']}").status_code == 200
         assert job["id"] in [j["id"] for j in ops.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
         assert ops.post("/v1/models/iris/reload").json()["status"] == "loaded"
-
-
-def test_idempotency_keys_are_per_api_key(secured):
-    with as_(secured, "alice") as alice, as_(secured, "bob") as bob:
-        a = alice.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Idempotency-Key": "k1"}).json()
-        b = bob.post("/v1/models/iris/jobs", json={"input": SETOSA}, headers={"Idempotency-Key": "k1"}).json()
-        assert a["id"] != b["id"]
 
 
 def test_rate_limits_answer_429_with_retry_after_and_survive_a_redis_restart(secured):
@@ -120,17 +98,6 @@ def test_parsing_and_the_key_command():
     printed_key = out.split("keep it secret):")[1].split()[0]
     entry = out.strip().splitlines()[-1].strip()
     assert printed_key.startswith("mlq_ops_") and entry.startswith("ops=") and entry.endswith(":admin")
-
-
-def test_failed_authentications_are_rate_limited_per_address_and_valid_keys_still_work(secured):
-    with as_(secured) as anonymous:
-        statuses = [anonymous.get("/v1/jobs", headers={"Authorization": f"Bearer mlq_x_guess{i}"}) for i in range(25)]
-    codes = [r.status_code for r in statuses]
-    assert set(codes) == {401, 429} and codes.index(429) <= 11, codes  # 10/minute, some spent by earlier tests
-    limited = statuses[-1]
-    assert limited.json()["code"] == "auth_rate_limited" and int(limited.headers["retry-after"]) >= 1
-    with as_(secured, "alice") as alice:  # only failures count: a valid key from the same address is served
-        assert alice.get("/v1/jobs").status_code == 200
 
 
 def test_a_read_key_is_a_read_only_view_over_every_job(secured):

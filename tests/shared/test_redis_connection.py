@@ -76,6 +76,7 @@ def test_clients_on_a_sentinel_url_ask_the_sentinels_for_the_master():
     assert client.connection_pool.max_connections == settings.redis_max_connections  # still the blocking pool
 
 
+@pytest.mark.slow  # waits out every sentinel's connect timeout
 def test_with_no_sentinel_reachable_a_command_fails_as_a_connection_error():
     settings = Settings(redis_url="sentinel://127.0.0.1:1/0?master=jobs", redis_socket_timeout_s=0.5)
     with pytest.raises(redis.ConnectionError):  # the API's 503, the worker's retry

@@ -18,6 +18,9 @@ from training import digits_eval
 from training.image import split_digits
 from worker.runtime import ModelRuntime
 
+# every rendering of the held-out digits through the shipped model: seconds (the module fixture)
+pytestmark = pytest.mark.slow
+
 PER_RENDERING = digits_eval.HOLDOUT
 # What every rendering must reach (v2 reaches 85 % / 14.5 % at worst; v1 reached this on 1 of 7): no regression.
 FLOOR_ACCURACY, FLOOR_UNKNOWN = 0.83, 0.16

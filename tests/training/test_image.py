@@ -68,12 +68,14 @@ def check_trained(models_dir: Path, manifest: ModelManifest, data_dir: Path) -> 
     assert abs(sum(output["probabilities"].values()) - 1) < 1e-4
 
 
+@pytest.mark.slow  # trains a network: seconds
 def test_train_from_scratch_on_a_folder(tmp_path: Path, data_dir: Path):
     manifest = image.train(tmp_path, data_dir=data_dir, name="pets", epochs=1, image_size=SIZE)
     check_trained(tmp_path, manifest, data_dir)
     assert "--data" in manifest.training_command and "--weights" not in manifest.training_command
 
 
+@pytest.mark.slow  # trains a network: seconds
 def test_train_with_local_mobilenet_weights(tmp_path: Path, data_dir: Path):
     weights = tmp_path / "w.weights.h5"
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3), alpha=0.35)
@@ -85,6 +87,7 @@ def test_train_with_local_mobilenet_weights(tmp_path: Path, data_dir: Path):
     assert "MobileNetV2" in manifest.card["algorithm"]
 
 
+@pytest.mark.slow  # trains a network: seconds
 def test_weights_that_are_not_mobilenet_are_refused(tmp_path: Path, data_dir: Path):
     weights = tmp_path / "other.weights.h5"
     other = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3)])
