@@ -35,10 +35,16 @@ class JobEvents:
         self._task = asyncio.create_task(self._run(), name="job-events")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the listener and wait for it. A cancel that lands while redis-py is connecting can
+        come back as a connection error (and be retried as one), so the cancel is repeated until the
+        task is done: a shutdown must never hang on it."""
+        task = self._task
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        if task is not None and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.result()
 
     @contextlib.contextmanager
     def subscribe(self, job_id: str) -> Iterator[asyncio.Queue]:
@@ -66,6 +72,9 @@ class JobEvents:
                     if message is not None:
                         self._dispatch(message["data"])
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from exc  # a cancel redis-py turned into an error
                 log.warning("events.disconnected error=%s retry_in=%.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
