@@ -42,11 +42,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 from bench import load
 from bench.data import digit_pngs, iris_rows
+from bench.stats import tree_cpu_s
 from devtools.processes import Stack, make_stack
 from shared.manifests import ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
@@ -111,17 +111,6 @@ def spec_for(manifest: ModelManifest, n: int, seed: int = 11) -> load.Spec:
 
 
 # --- what Redis and the processes did -----------------------------------------------------------
-
-
-def tree_cpu_s(pid: int) -> float:
-    total = 0.0
-    with contextlib.suppress(psutil.Error):
-        proc = psutil.Process(pid)
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-    return total
 
 
 @dataclass

@@ -61,6 +61,7 @@ import psutil
 from bench import clients, fairness, load
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.profile import Profiler
+from bench.stats import tree_cpu_s
 from bench.targets import evaluate
 from devtools.processes import Stack, make_stack, stop_group, wait_http
 from devtools.redis_server import RedisServer, free_port
@@ -227,14 +228,7 @@ class CpuMeter:
     def _read(self) -> dict[str, float]:
         out = {"client": time.process_time()}
         for name, pid in self.pids.items():
-            total = 0.0
-            with contextlib.suppress(psutil.Error):
-                proc = psutil.Process(pid)
-                for p in [proc, *proc.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        t = p.cpu_times()
-                        total += t.user + t.system
-            out[name] = total
+            out[name] = tree_cpu_s(pid)
         machine = psutil.cpu_times()
         out["machine"] = machine.user + machine.nice + machine.system + getattr(machine, "softirq", 0)
         out["steal"] = getattr(machine, "steal", 0.0)  # a hypervisor taking the vCPUs away

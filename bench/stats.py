@@ -1,10 +1,25 @@
-"""Percentiles and one workload's summary (jobs/s, p50/p95/p99 in ms)."""
+"""Percentiles, one workload's summary (jobs/s, p50/p95/p99 in ms), and a process tree's CPU time."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import psutil
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its children so far; 0 once it is gone."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -21,6 +21,7 @@ import pytest
 from api.security import Scope, generate_key
 from devtools.processes import Stack, running_stack
 from shared.settings import REPO_ROOT
+from tests.api.helpers import poll_until_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +70,8 @@ def as_(stack: Stack, name: str) -> httpx.Client:
     return httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {KEYS[name][0]}"}, timeout=60)
 
 
-def wait_done(client: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] not in ("queued", "running"):
-            return job
-        time.sleep(0.05)
-    raise TimeoutError(job_id)
+def wait_done(client: httpx.Client, job_id: str) -> dict:
+    return poll_until_terminal(client, job_id, timeout_s=120)
 
 
 def ts(value: str) -> float:
