@@ -38,9 +38,10 @@ RECOVER_AFTER_S = 3.0
 # and jobs reserved (sent again after recover_after_s); each plus two sweeps.
 BOUND_S = max(3 * HEARTBEAT_S, RECOVER_AFTER_S) + 2 * SWEEP_INTERVAL_S
 # The host-loss tests start with a batch whose chunks keep both workers busy, so D is lost with
-# work in hand (single iris jobs take a millisecond: a worker holds none most of the time).
-BATCH_ROWS = 40_000
-BATCH_CHUNK_ROWS = 500
+# work in hand (single iris jobs take a millisecond: a worker holds none most of the time), and
+# cut as soon as the batch is in: a worker claims one chunk at a time, a short batch is over at once.
+BATCH_ROWS = 100_000
+BATCH_CHUNK_ROWS = 250
 
 
 @dataclass
@@ -192,7 +193,7 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     fleet.wait_workers("C", "D")
     recovered_before = fleet.recovered("C")
     proc, out = fleet.start_load(300, f"lose-d-{fault}", batch_rows=BATCH_ROWS)
-    fleet.wait_accepted(out, 5)  # the batch went in first: its chunks are running on C and D now
+    fleet.wait_accepted(out, 1)  # the batch went in first: its chunks are running on C and D now
     lost_at = time.time()
     if fault == "link_cut":
         fleet.hosts.link("d", up=False)  # D's worker lives on, unreachable: a partition
