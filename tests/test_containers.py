@@ -27,7 +27,7 @@ import pytest
 import redis
 import yaml
 
-from devtools.redis_server import free_port
+from devtools.server_process import free_port
 from shared.queues import Queue
 from shared.redis_keys import worker_key
 from shared.settings import REPO_ROOT, Settings

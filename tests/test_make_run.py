@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from devtools.redis_server import free_port
+from devtools.server_process import free_port
 from devtools.stack import check_ports
 from shared.settings import REPO_ROOT, Settings
 

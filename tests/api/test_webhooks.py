@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from devtools.processes import Stack, make_stack
-from devtools.redis_server import free_port
+from devtools.server_process import free_port
 from tests.api.helpers import SETOSA, VIRGINICA, submit
 from tests.webhook_receiver import BlackHole, Receiver, Reply, new_secret
 

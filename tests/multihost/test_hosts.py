@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from devtools.processes import Stack, make_stack
-from devtools.redis_server import RedisServer, free_port
+from devtools.redis_server import RedisServer
+from devtools.server_process import free_port
 from shared.settings import REPO_ROOT
 from tests.multihost import netns
 from tests.multihost.load import iris_models

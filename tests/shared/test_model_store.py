@@ -83,7 +83,7 @@ def test_a_folder_repository_writes_aliases_atomically(tmp_path: Path):
 
 
 def test_an_unreachable_store_is_a_503_not_an_empty_repository(s3_server):
-    from devtools.redis_server import free_port
+    from devtools.server_process import free_port
 
     repo = ModelRepository("s3://nowhere/models", endpoint_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError) as caught:

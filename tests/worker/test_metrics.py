@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from devtools.processes import running_stack
-from devtools.redis_server import free_port
+from devtools.server_process import free_port
 from tests.api.helpers import SETOSA, VIRGINICA
 from tests.metrics_helpers import eventually, scrape
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from devtools.redis_server import free_port
+from devtools.server_process import free_port
 from shared.jobs import Job, WebhookEvent, WebhookSpec
 from shared.redis_keys import delivered_key, deliveries_key, job_key
 from shared.ssrf import Target, check_url
