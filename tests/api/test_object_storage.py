@@ -3,14 +3,12 @@ reached through the same client code production uses): a worker starts from it a
 version published while jobs run is picked up by reload with none failed, a tampered object is
 refused and never serves."""
 
-import threading
-
 import httpx
 import pytest
 
 from devtools.processes import running_stack
 from shared.model_store import ModelStore
-from tests.api.helpers import SETOSA
+from tests.api.helpers import steady_load, submit_and_wait
 from training import iris
 from training.publish import publish
 
@@ -32,14 +30,10 @@ def s3_stack(tmp_path, s3_url, s3_server):
         yield s, trained, s3_url, s3_server.endpoint_url
 
 
-def submit(client, **body):
-    return client.post("/v1/models/iris/jobs", json={"input": SETOSA, **body}, headers={"Prefer": "wait=30"})
-
-
 def test_a_worker_starts_from_s3_and_serves(s3_stack):
     stack = s3_stack[0]
     with httpx.Client(base_url=stack.api_url, timeout=60) as client:
-        job = submit(client).json()
+        job = submit_and_wait(client).json()
         assert job["status"] == "succeeded" and job["version"] == 1 and job["output"]["label"] == "setosa"
         (entry,) = client.get("/v1/models").json()["models"]
         assert entry["name"] == "iris" and entry["versions"][0]["loaded_on"]
@@ -48,29 +42,13 @@ def test_a_worker_starts_from_s3_and_serves(s3_stack):
 
 def test_a_version_published_under_load_is_picked_up_by_reload_with_no_job_failed(s3_stack):
     stack, trained, url, endpoint = s3_stack
-    results: list[dict] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=stack.api_url, timeout=60) as c:
-            while not stop.is_set():
-                results.append(submit(c).json())
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        with httpx.Client(base_url=stack.api_url, timeout=180) as client:
-            publish(trained / "iris" / "2", url, endpoint)
-            reload = client.post("/v1/models/iris/reload").json()
-            assert reload["status"] == "loaded" and reload["version"] == 2, reload
-            after = submit(client).json()
-            assert after["version"] == 2 and after["status"] == "succeeded"
-            assert submit(client, version=1).json()["status"] == "succeeded"  # old versions stay pinnable
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    with steady_load(stack.api_url) as results, httpx.Client(base_url=stack.api_url, timeout=180) as client:
+        publish(trained / "iris" / "2", url, endpoint)
+        reload = client.post("/v1/models/iris/reload").json()
+        assert reload["status"] == "loaded" and reload["version"] == 2, reload
+        after = submit_and_wait(client).json()
+        assert after["version"] == 2 and after["status"] == "succeeded"
+        assert submit_and_wait(client, version=1).json()["status"] == "succeeded"  # old versions stay pinnable
     assert len(results) > 20
     assert {r["status"] for r in results} == {"succeeded"}, [r for r in results if r["status"] != "succeeded"][:3]
     assert {r["version"] for r in results} == {1, 2}
@@ -87,8 +65,8 @@ def test_a_tampered_object_is_refused_and_never_serves(s3_stack):
         assert reload["status"] == "failed"
         (outcome,) = reload["workers"].values()
         assert "sha256 mismatch" in outcome["error"] and "refusing to load" in outcome["error"]
-        assert submit(client).json()["version"] == 1
-        pinned = submit(client, version=2)
+        assert submit_and_wait(client).json()["version"] == 1
+        pinned = submit_and_wait(client, version=2)
         assert pinned.status_code == 503 and pinned.json()["code"] == "model_version_unavailable"
         v2 = next(v for v in client.get("/v1/models/iris").json()["versions"] if v["version"] == 2)
         assert v2["loaded_on"] == [] and "sha256 mismatch" in next(iter(v2["load_errors"].values()))
