@@ -1,4 +1,4 @@
-"""The client and CLI over the scheduler (issue 13), on a stack of its own with API keys made by
+"""The client and CLI over the scheduler, on a stack of its own with API keys made by
 ``create_key``'s options: priorities round-trip and the key's ceiling holds, an aborted job is
 retried as a new linked job whose place in line the CLI shows, jobs filter by error code, and a
 full queue's 429 / 503 surface with their codes and Retry-After."""

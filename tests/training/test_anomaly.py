@@ -54,7 +54,7 @@ def test_dataset_has_the_documented_shape():
 
 
 def test_the_artifact_loads_without_training_code(tmp_path):
-    """Worker rule 7 and layering: a plain dict of library objects, nothing pickled from ``training``."""
+    """A worker never imports ``training``: the artifact is a plain dict of library objects, nothing pickled from it."""
     anomaly.train(tmp_path)
     code = (
         "import sys, joblib\n"
