@@ -46,7 +46,7 @@ import redis
 
 from bench import load
 from bench.data import digit_pngs, iris_rows
-from bench.stats import tree_cpu_s
+from bench.stats import cpu_model, tree_cpu_s
 from devtools.processes import Stack, make_stack
 from shared.manifests import ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
@@ -343,13 +343,7 @@ def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu_count": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
+    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()}
 
 
 def git_commit() -> str:

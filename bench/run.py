@@ -61,7 +61,7 @@ import psutil
 from bench import clients, fairness, load
 from bench.data import Pool, digit_pngs, iris_rows
 from bench.profile import Profiler
-from bench.stats import tree_cpu_s
+from bench.stats import cpu_model, tree_cpu_s, tree_rss_mb
 from bench.targets import evaluate
 from devtools.processes import Stack, make_stack, stop_group, wait_http
 from devtools.redis_server import RedisServer, free_port
@@ -125,12 +125,6 @@ def say(message: str) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     versions = {}
     for dist in (
         "tensorflow-cpu",
@@ -152,7 +146,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model,
+        "cpu_model": cpu_model(),
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -172,17 +166,6 @@ def wait_for_quiet(max_s: float, busy_below: float = 15.0) -> float:
             break
         busy = psutil.cpu_percent(interval=2)
     return busy
-
-
-def tree_rss_mb(pid: int) -> float:
-    """RSS of a process and its children (prefork pools, BentoML's workers), in MB (10^6 bytes)."""
-    proc = psutil.Process(pid)
-    procs = [proc, *proc.children(recursive=True)]
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return round(total / 1e6, 1)
 
 
 class PeakRss:

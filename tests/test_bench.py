@@ -22,8 +22,8 @@ import pytest
 from bench import clients, fairness, load
 from bench import run as bench_run
 from bench.data import Pool, digit_pngs, iris_rows
-from bench.run import CpuMeter, PeakRss, cpu_ms_per_job, naive_service, render, target_values, tree_rss_mb
-from bench.stats import percentile, summarize
+from bench.run import CpuMeter, PeakRss, cpu_ms_per_job, naive_service, render, target_values
+from bench.stats import percentile, summarize, tree_rss_mb
 from bench.targets import evaluate
 from shared.images import preprocess_image
 from shared.settings import REPO_ROOT
