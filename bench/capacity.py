@@ -2,7 +2,7 @@
 
 ``python -m bench.capacity [--tiny] [--models iris,wine,anomaly,digits] [--out bench/results/capacity.json]``
 
-Starts a private stack (Redis + one worker + the API, ``devtools.processes``), then for each model
+Starts a private stack (Redis + one worker + the API, ``bench.systems``), then for each model
 submits N jobs with distinct inputs through the public HTTP API only (``POST /v1/models/{m}/jobs``
 with ``Prefer: wait``, 32 in flight) and reads, around each model's run:
 
@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,23 +44,17 @@ from typing import Any
 import redis
 
 from bench import load
+from bench.console import say
 from bench.data import digit_pngs, iris_rows
 from bench.stats import cpu_model, tree_cpu_s
-from devtools.processes import Stack, make_stack
+from bench.systems import mlqueue_stack, stack_pids
+from devtools.processes import Stack
 from shared.manifests import ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
 
-# Product defaults where devtools.processes sets test-friendly ones; the cache off so that every
-# job reaches a worker; rate limits out of the way (one client IP).
-STACK_SETTINGS = {
-    "log_level": "WARNING",
-    "rate_limit": "1000000000/minute",
-    "batch_rate_limit": "1000000000/minute",
-    "worker_concurrency": "16",
-    "worker_threads": "1",  # one BLAS/TensorFlow thread: "per core" figures stay per core
-    "heartbeat_interval_s": "5",
-    "cache_ttl_s": "0",
-}
+# bench.systems's stack (the product's defaults, cache off, rate limits out of the way: one client IP)
+# with one BLAS/TensorFlow thread per worker: "per core" figures stay per core.
+WORKER_THREADS = "1"
 # Commands this script itself sends to Redis to measure it.
 OWN_COMMANDS = {"info", "dbsize", "ping", "scan", "memory", "config"}
 CONCURRENCY = 32
@@ -76,10 +69,6 @@ class Sizes:
 
 
 TINY = Sizes(jobs={"iris": 20, "wine": 20, "anomaly": 20, "digits": 8}, expiry_jobs=20, idle_s=1.0)
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -186,22 +175,6 @@ def per_job(before: Reading, after: Reading, jobs: int, background: Background) 
 # --- the runs -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def started_stack(tmp: Path, **overrides: str) -> Iterator[Stack]:
-    stack = make_stack(tmp, **{**STACK_SETTINGS, **overrides})
-    try:
-        stack.start_worker()
-        stack.start_api()
-        stack.wait_ready(timeout_s=180)
-        yield stack
-    finally:
-        stack.stop_all()
-
-
-def stack_pids(stack: Stack) -> dict[str, int]:
-    return {"api": stack.procs["api"].pid, "worker": stack.procs["worker"].pid, "redis": stack.redis.process.pid}
-
-
 def settle(r: redis.Redis, seconds: float = 1.0) -> None:
     """Let the last completions' writes and acknowledgements land before reading."""
     time.sleep(seconds)
@@ -242,7 +215,7 @@ def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, bac
 
 def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     manifests = ModelRepository(REPO_ROOT / "models").models()
-    with started_stack(tmp / "main") as stack:
+    with mlqueue_stack(tmp / "main", worker_threads=WORKER_THREADS) as stack:
         r = redis.Redis.from_url(stack.redis.url)
         pids = stack_pids(stack)
         for name in models:  # a few jobs first: first-call costs (imports, allocator growth) out of the numbers
@@ -255,12 +228,12 @@ def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str
 
             asyncio.run(warm_up())
         settle(r)
-        say(f"idle stack for {sizes.idle_s:.0f} s (background to subtract)")
+        say(f"idle stack for {sizes.idle_s:.0f} s (background to subtract)", sys.stderr)
         background = Background.measure(r, pids, sizes.idle_s)
         rows = []
         for name in models:
             manifest = manifests[name][max(manifests[name])]
-            say(f"{name} v{manifest.version}: {sizes.jobs[name]} jobs")
+            say(f"{name} v{manifest.version}: {sizes.jobs[name]} jobs", sys.stderr)
             rows.append(run_model(stack, r, manifest, sizes.jobs[name], background))
         server = r.info("server")
         redis_info = {"redis_version": server["redis_version"], "maxmemory_policy": r.config_get("maxmemory-policy")}
@@ -296,7 +269,9 @@ def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
     models_dir = tmp / "models"
     shutil.copytree(REPO_ROOT / "models" / "iris", models_dir / "iris")
     ttl_s = 2
-    with started_stack(tmp / "expiry", models_dir=str(models_dir), job_ttl_s=str(ttl_s)) as stack:
+    with mlqueue_stack(
+        tmp / "expiry", worker_threads=WORKER_THREADS, models_dir=str(models_dir), job_ttl_s=str(ttl_s)
+    ) as stack:
         r = redis.Redis.from_url(stack.redis.url)
         rows = iris_rows(n, seed=5)
 
@@ -419,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
-    say(f"written to {args.out} in {result['took_s']} s")
+    say(f"written to {args.out} in {result['took_s']} s", sys.stderr)
     return result
 
 
