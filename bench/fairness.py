@@ -23,12 +23,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
 from api.security import Scope, generate_key
 from bench.data import Pool, iris_rows
 from bench.http import Client, ClientError
+from bench.load import epoch
 from bench.stats import percentile, summarize
 
 JSON = {"content-type": "application/json"}
@@ -106,10 +106,6 @@ class _Key:
 
 def batch_body(rows: Sequence[Sequence[float]], priority: str | None = None) -> bytes:
     return json.dumps({"inputs": list(rows), **({"priority": priority} if priority else {})}).encode()
-
-
-def _epoch(stamp: str | None) -> float | None:
-    return datetime.fromisoformat(stamp).timestamp() if stamp else None
 
 
 def _done_fraction(batch: dict[str, Any]) -> float:
@@ -231,8 +227,8 @@ async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, 
     metrics = batch.get("metrics") or {}
     chunks = math.ceil(sizes.batch_rows / sizes.chunk_rows)
     chunk_ms = metrics["predict_ms"] / chunks if metrics.get("predict_ms") is not None else None
-    batch_done = _epoch(batch.get("completed_at"))
-    done = [_epoch(h.get("completed_at")) for h in highs]
+    batch_done = epoch(batch.get("completed_at"))
+    done = [epoch(h.get("completed_at")) for h in highs]
     waits = [(h.get("metrics") or {}).get("queue_ms") for h in highs]
     waits = [w for w in waits if w is not None]
     queue_ms = _ms(percentile(waits, 50)) if waits else None

@@ -67,13 +67,7 @@ async def closed_loop_part(
         while next_index < n and time.perf_counter() < deadline:
             i = next_index
             next_index += 1
-            t0 = time.perf_counter()
-            try:
-                await call(i)
-            except (Failed, ClientError, TimeoutError, OSError) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:200])
-            else:
-                latencies.append(time.perf_counter() - t0)
+            await _timed(call, i, latencies, errors)
             last_done = time.perf_counter()
 
     cpu0 = time.process_time()
@@ -88,6 +82,17 @@ async def closed_loop_part(
         "requested": n,
         "cpu_s": time.process_time() - cpu0,
     }
+
+
+async def _timed(call: Callable[[int], Awaitable[None]], i: int, latencies: list[float], errors: list[str]) -> None:
+    """One request: its latency when it succeeds, else its error (not timed: a failure is no answer)."""
+    t0 = time.perf_counter()
+    try:
+        await call(i)
+    except (Failed, ClientError, TimeoutError, OSError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    else:
+        latencies.append(time.perf_counter() - t0)
 
 
 def merge(parts: Sequence[dict[str, Any]], n: int, concurrency: int) -> dict[str, Any]:
@@ -195,7 +200,7 @@ class Timeline:
         self.samples: list[tuple[float, ...]] = []
 
     def add(self, sent: float, received: float, job: dict[str, Any]) -> None:
-        created, started, completed = (_epoch(job.get(k)) for k in ("created_at", "started_at", "completed_at"))
+        created, started, completed = (epoch(job.get(k)) for k in ("created_at", "started_at", "completed_at"))
         if None not in (created, started, completed):
             self.samples.append((created - sent, started - created, completed - started, received - completed))
 
@@ -207,8 +212,9 @@ class Timeline:
         return out
 
 
-def _epoch(stamp: Any) -> float | None:
-    if not isinstance(stamp, str):
+def epoch(stamp: object) -> float | None:
+    """A job's ISO timestamp (``created_at``, ...) as epoch seconds; None where it has none yet."""
+    if not isinstance(stamp, str) or not stamp:
         return None
     return datetime.fromisoformat(stamp).timestamp()
 
@@ -331,13 +337,7 @@ async def sequential(call: Callable[[int], Awaitable[None]], n: int, gap_s: floa
     for i in range(n):
         if time.perf_counter() - started > max_s:
             break
-        t0 = time.perf_counter()
-        try:
-            await call(i)
-        except (Failed, ClientError, TimeoutError, OSError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:200])
-        else:
-            latencies.append(time.perf_counter() - t0)
+        await _timed(call, i, latencies, errors)
         await asyncio.sleep(gap_s)
     return summarize(
         latencies, sum(latencies), errors=len(errors), concurrency=1, gap_ms=gap_s * 1000, first_errors=errors[:3]
