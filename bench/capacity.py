@@ -39,17 +39,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 
 from bench import load
 from bench.console import say
 from bench.data import digit_pngs, iris_rows
-from bench.stats import cpu_model, tree_cpu_s
+from bench.stats import Json, cpu_model, tree_cpu_s
 from bench.systems import mlqueue_stack, stack_pids
 from devtools.processes import Stack
-from shared.manifests import ModelManifest, ModelRepository
+from shared.manifests import FeaturesInput, ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
 
 # bench.systems's stack (the product's defaults, cache off, rate limits out of the way: one client IP)
@@ -79,12 +78,15 @@ def feature_rows(manifest: ModelManifest, n: int, seed: int) -> list[list[float]
     manifest describes ("range 11.03–14.83", "about 20–48.3"), else in [0, 1]."""
     if manifest.name == "iris":
         return iris_rows(n, seed)
+    if not isinstance(manifest.input, FeaturesInput):
+        raise ValueError(f"{manifest.name}: not a features model")
     bounds = []
     for feature in manifest.input.features:
         found = re.search(r"(-?\d+(?:\.\d+)?)\s*[–-]\s*(-?\d+(?:\.\d+)?)", feature.description or "")
         bounds.append((float(found.group(1)), float(found.group(2))) if found else (0.0, 1.0))
     rng = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[list[float]] = []
+    seen: set[tuple[float, ...]] = set()
     while len(rows) < n:
         row = [round(rng.uniform(lo, hi), 6) for lo, hi in bounds]
         if tuple(row) not in seen:
@@ -152,7 +154,7 @@ class Background:
         return cls(commands, cpu)
 
 
-def per_job(before: Reading, after: Reading, jobs: int, background: Background) -> dict[str, Any]:
+def per_job(before: Reading, after: Reading, jobs: int, background: Background) -> Json:
     span = after.at - before.at
     commands = {}
     for name, calls in command_delta(before, after).items():
@@ -181,11 +183,11 @@ def settle(r: redis.Redis, seconds: float = 1.0) -> None:
     r.ping()
 
 
-def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, background: Background) -> dict[str, Any]:
+def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, background: Background) -> Json:
     spec = spec_for(manifest, n)
     pids = stack_pids(stack)
 
-    async def drive() -> dict[str, Any]:
+    async def drive() -> Json:
         async with load.client(stack.api_url, CONCURRENCY) as http:
             return await load.closed_loop(load.make_call(http, spec), n, CONCURRENCY, max_s=300)
 
@@ -213,7 +215,7 @@ def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, bac
     return row
 
 
-def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[Json, list[Json]]:
     manifests = ModelRepository(REPO_ROOT / "models").models()
     with mlqueue_stack(tmp / "main", worker_threads=WORKER_THREADS) as stack:
         r = redis.Redis.from_url(stack.redis.url)
@@ -222,7 +224,7 @@ def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str
             manifest = manifests[name][max(manifests[name])]
             warm = spec_for(manifest, 4, seed=99)
 
-            async def warm_up(spec: load.Spec = warm) -> dict[str, Any]:
+            async def warm_up(spec: load.Spec = warm) -> Json:
                 async with load.client(stack.api_url, 4) as http:
                     return await load.closed_loop(load.make_call(http, spec), 4, 4, max_s=120)
 
@@ -263,7 +265,7 @@ def _usage(r: redis.Redis, keys: list[bytes]) -> int:
     return sum(n or 0 for n in pipe.execute())  # None: the key expired in between
 
 
-def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
+def measure_expiry(tmp: Path, n: int) -> Json:
     """What a job leaves behind once its TTL has passed: iris jobs with a 2 s job TTL on a stack of its
     own (iris only, so it starts fast), read after every job's ``GET`` answered 410."""
     models_dir = tmp / "models"
@@ -317,7 +319,7 @@ def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
+def machine() -> Json:
     return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()}
 
 
@@ -328,7 +330,7 @@ def git_commit() -> str:
     return ""
 
 
-def render(result: dict[str, Any]) -> str:
+def render(result: Json) -> str:
     lines = [
         f"bench.capacity {result['date']}  commit {result['commit']}  {result['machine']['cpu_count']} CPUs "
         f"({result['machine']['cpu_model']}), Redis {result['redis']['redis_version']}",
@@ -363,7 +365,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> Json:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="a smoke run of a few jobs (the test suite's)")
     parser.add_argument("--models", default="iris,wine,anomaly,digits")

@@ -4,12 +4,18 @@ results dict (also written as JSON), so a saved run can be rendered again."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from bench import fairness
+from bench.stats import Json
 
 
-def fmt(x: Any, digits: int = 1) -> str:
+def _top(pairs: Sequence[Sequence[object]]) -> str:
+    """A profile's first six (name, share) pairs."""
+    return ", ".join(f"{name} {share:.0%}" for name, share in pairs[:6])
+
+
+def fmt(x: object, digits: int = 1) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -20,7 +26,7 @@ def fmt(x: Any, digits: int = 1) -> str:
 WIDTH = 124
 
 
-def render(results: dict[str, Any]) -> str:
+def render(results: Json) -> str:
     m = results["machine"]
     lines = [
         "",
@@ -66,11 +72,10 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"{r['workload'] + ' / ' + r['system']:<40} cpu: {cpu}" + (f"  | {stages}" if stages else ""))
     for key, prof in (results.get("profiles") or {}).items():
         if prof.get("samples"):
-            top = lambda pairs: ", ".join(f"{name} {share:.0%}" for name, share in pairs[:6])  # noqa: E731
             lines += [
-                f"profile {key} ({prof['samples']} GIL samples): {top(prof['by_thread'])}",
-                f"    by library: {top(prof['by_package'])}",
-                f"    by mlqueue function: {top(prof['by_mlqueue_function'])}",
+                f"profile {key} ({prof['samples']} GIL samples): {_top(prof['by_thread'])}",
+                f"    by library: {_top(prof['by_package'])}",
+                f"    by mlqueue function: {_top(prof['by_mlqueue_function'])}",
             ]
     if results.get("fairness"):
         lines += fairness.report_lines(results["fairness"])

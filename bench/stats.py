@@ -11,6 +11,10 @@ from typing import Any
 
 import psutil
 
+# Any: a workload's summary, a row of the report and the results file are JSON objects (numbers,
+# strings, lists and nested objects, different per workload), written out as they are.
+Json = dict[str, Any]
+
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of a process and all its children so far; 0 once it is gone."""
@@ -57,8 +61,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summarize(
-    latencies_s: Sequence[float], elapsed_s: float, *, items: int | None = None, errors: int = 0, **extra: Any
-) -> dict[str, Any]:
+    latencies_s: Sequence[float], elapsed_s: float, *, items: int | None = None, errors: int = 0, **extra: object
+) -> Json:
     """``items`` finished in ``elapsed_s`` (default: one per latency); latencies in seconds → ms."""
     done = len(latencies_s) if items is None else items
     ms = [x * 1000 for x in latencies_s]

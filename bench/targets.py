@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from bench import fairness
+from bench.stats import Json
 from bench.workloads import CACHE, FLOOR, IDLE, IMAGE, IRIS64, RAW_IMAGE
 
 
@@ -127,10 +127,10 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
-def target_values(rows: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+def target_values(rows: list[Json], extra: Json) -> Json:
     """The numbers the targets compare, picked from this run's rows."""
 
-    def get(workload: str, system: str, field: str = "rate") -> Any:
+    def get(workload: str, system: str, field: str = "rate") -> object:
         for row in rows:
             if row["workload"] == workload and row["system"] == system:
                 if field == "server_cpu_ms":
@@ -160,19 +160,20 @@ def target_values(rows: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str
     }
 
 
-def _num(values: dict[str, Any], key: str | None) -> float | None:
+def _num(values: Json, key: str | None) -> float | None:
     value = values.get(key) if key else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
 
 
-def evaluate(values: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> list[dict[str, Any]]:
+def evaluate(values: Json, targets: tuple[Target, ...] = TARGETS) -> list[Json]:
     """One row per target: the measured value, the bound it had to meet, PASS/MISS/SKIP and how far off."""
     out = []
     for t in targets:
-        row: dict[str, Any] = {"id": t.id, "target": t.text, "unit": t.unit}
+        row: Json = {"id": t.id, "target": t.text, "unit": t.unit}
         measured = _num(values, t.numerator)
+        bound: float | None
         if t.kind.startswith("ratio_"):
             base = _num(values, t.denominator)
             value = None if measured is None or not base else measured / base
