@@ -2,7 +2,7 @@
 
 ``python -m bench.capacity [--tiny] [--models iris,wine,anomaly,digits] [--out bench/results/capacity.json]``
 
-Starts a private stack (Redis + one worker + the API, ``devtools.processes``), then for each model
+Starts a private stack (Redis + one worker + the API, ``bench.systems``), then for each model
 submits N jobs with distinct inputs through the public HTTP API only (``POST /v1/models/{m}/jobs``
 with ``Prefer: wait``, 32 in flight) and reads, around each model's run:
 
@@ -37,31 +37,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 
 from bench import load
+from bench.console import say
 from bench.data import digit_pngs, iris_rows
-from bench.stats import tree_cpu_s
-from devtools.processes import Stack, make_stack
-from shared.manifests import ModelManifest, ModelRepository
+from bench.stats import Json, cpu_model, tree_cpu_s
+from bench.systems import mlqueue_stack, stack_pids
+from devtools.processes import Stack
+from shared.manifests import FeaturesInput, ModelManifest, ModelRepository
 from shared.settings import REPO_ROOT
 
-# Product defaults where devtools.processes sets test-friendly ones; the cache off so that every
-# job reaches a worker; rate limits out of the way (one client IP).
-STACK_SETTINGS = {
-    "log_level": "WARNING",
-    "rate_limit": "1000000000/minute",
-    "batch_rate_limit": "1000000000/minute",
-    "worker_concurrency": "16",
-    "worker_threads": "1",  # one BLAS/TensorFlow thread: "per core" figures stay per core
-    "heartbeat_interval_s": "5",
-    "cache_ttl_s": "0",
-}
+# bench.systems's stack (the product's defaults, cache off, rate limits out of the way: one client IP)
+# with one BLAS/TensorFlow thread per worker: "per core" figures stay per core.
+WORKER_THREADS = "1"
 # Commands this script itself sends to Redis to measure it.
 OWN_COMMANDS = {"info", "dbsize", "ping", "scan", "memory", "config"}
 CONCURRENCY = 32
@@ -78,10 +70,6 @@ class Sizes:
 TINY = Sizes(jobs={"iris": 20, "wine": 20, "anomaly": 20, "digits": 8}, expiry_jobs=20, idle_s=1.0)
 
 
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # --- inputs -------------------------------------------------------------------------------------
 
 
@@ -90,12 +78,15 @@ def feature_rows(manifest: ModelManifest, n: int, seed: int) -> list[list[float]
     manifest describes ("range 11.03–14.83", "about 20–48.3"), else in [0, 1]."""
     if manifest.name == "iris":
         return iris_rows(n, seed)
+    if not isinstance(manifest.input, FeaturesInput):
+        raise ValueError(f"{manifest.name}: not a features model")
     bounds = []
     for feature in manifest.input.features:
         found = re.search(r"(-?\d+(?:\.\d+)?)\s*[–-]\s*(-?\d+(?:\.\d+)?)", feature.description or "")
         bounds.append((float(found.group(1)), float(found.group(2))) if found else (0.0, 1.0))
     rng = random.Random(seed)
-    rows, seen = [], set()
+    rows: list[list[float]] = []
+    seen: set[tuple[float, ...]] = set()
     while len(rows) < n:
         row = [round(rng.uniform(lo, hi), 6) for lo, hi in bounds]
         if tuple(row) not in seen:
@@ -163,7 +154,7 @@ class Background:
         return cls(commands, cpu)
 
 
-def per_job(before: Reading, after: Reading, jobs: int, background: Background) -> dict[str, Any]:
+def per_job(before: Reading, after: Reading, jobs: int, background: Background) -> Json:
     span = after.at - before.at
     commands = {}
     for name, calls in command_delta(before, after).items():
@@ -186,33 +177,17 @@ def per_job(before: Reading, after: Reading, jobs: int, background: Background) 
 # --- the runs -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def started_stack(tmp: Path, **overrides: str) -> Iterator[Stack]:
-    stack = make_stack(tmp, **{**STACK_SETTINGS, **overrides})
-    try:
-        stack.start_worker()
-        stack.start_api()
-        stack.wait_ready(timeout_s=180)
-        yield stack
-    finally:
-        stack.stop_all()
-
-
-def stack_pids(stack: Stack) -> dict[str, int]:
-    return {"api": stack.procs["api"].pid, "worker": stack.procs["worker"].pid, "redis": stack.redis.process.pid}
-
-
 def settle(r: redis.Redis, seconds: float = 1.0) -> None:
     """Let the last completions' writes and acknowledgements land before reading."""
     time.sleep(seconds)
     r.ping()
 
 
-def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, background: Background) -> dict[str, Any]:
+def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, background: Background) -> Json:
     spec = spec_for(manifest, n)
     pids = stack_pids(stack)
 
-    async def drive() -> dict[str, Any]:
+    async def drive() -> Json:
         async with load.client(stack.api_url, CONCURRENCY) as http:
             return await load.closed_loop(load.make_call(http, spec), n, CONCURRENCY, max_s=300)
 
@@ -240,27 +215,27 @@ def run_model(stack: Stack, r: redis.Redis, manifest: ModelManifest, n: int, bac
     return row
 
 
-def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def measure_models(tmp: Path, sizes: Sizes, models: list[str]) -> tuple[Json, list[Json]]:
     manifests = ModelRepository(REPO_ROOT / "models").models()
-    with started_stack(tmp / "main") as stack:
+    with mlqueue_stack(tmp / "main", worker_threads=WORKER_THREADS) as stack:
         r = redis.Redis.from_url(stack.redis.url)
         pids = stack_pids(stack)
         for name in models:  # a few jobs first: first-call costs (imports, allocator growth) out of the numbers
             manifest = manifests[name][max(manifests[name])]
             warm = spec_for(manifest, 4, seed=99)
 
-            async def warm_up(spec: load.Spec = warm) -> dict[str, Any]:
+            async def warm_up(spec: load.Spec = warm) -> Json:
                 async with load.client(stack.api_url, 4) as http:
                     return await load.closed_loop(load.make_call(http, spec), 4, 4, max_s=120)
 
             asyncio.run(warm_up())
         settle(r)
-        say(f"idle stack for {sizes.idle_s:.0f} s (background to subtract)")
+        say(f"idle stack for {sizes.idle_s:.0f} s (background to subtract)", sys.stderr)
         background = Background.measure(r, pids, sizes.idle_s)
         rows = []
         for name in models:
             manifest = manifests[name][max(manifests[name])]
-            say(f"{name} v{manifest.version}: {sizes.jobs[name]} jobs")
+            say(f"{name} v{manifest.version}: {sizes.jobs[name]} jobs", sys.stderr)
             rows.append(run_model(stack, r, manifest, sizes.jobs[name], background))
         server = r.info("server")
         redis_info = {"redis_version": server["redis_version"], "maxmemory_policy": r.config_get("maxmemory-policy")}
@@ -290,13 +265,15 @@ def _usage(r: redis.Redis, keys: list[bytes]) -> int:
     return sum(n or 0 for n in pipe.execute())  # None: the key expired in between
 
 
-def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
+def measure_expiry(tmp: Path, n: int) -> Json:
     """What a job leaves behind once its TTL has passed: iris jobs with a 2 s job TTL on a stack of its
     own (iris only, so it starts fast), read after every job's ``GET`` answered 410."""
     models_dir = tmp / "models"
     shutil.copytree(REPO_ROOT / "models" / "iris", models_dir / "iris")
     ttl_s = 2
-    with started_stack(tmp / "expiry", models_dir=str(models_dir), job_ttl_s=str(ttl_s)) as stack:
+    with mlqueue_stack(
+        tmp / "expiry", worker_threads=WORKER_THREADS, models_dir=str(models_dir), job_ttl_s=str(ttl_s)
+    ) as stack:
         r = redis.Redis.from_url(stack.redis.url)
         rows = iris_rows(n, seed=5)
 
@@ -342,14 +319,8 @@ def measure_expiry(tmp: Path, n: int) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu_count": os.cpu_count(), "cpu_model": model, "python": platform.python_version()}
+def machine() -> Json:
+    return {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "python": platform.python_version()}
 
 
 def git_commit() -> str:
@@ -359,7 +330,7 @@ def git_commit() -> str:
     return ""
 
 
-def render(result: dict[str, Any]) -> str:
+def render(result: Json) -> str:
     lines = [
         f"bench.capacity {result['date']}  commit {result['commit']}  {result['machine']['cpu_count']} CPUs "
         f"({result['machine']['cpu_model']}), Redis {result['redis']['redis_version']}",
@@ -394,7 +365,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> Json:
     parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="a smoke run of a few jobs (the test suite's)")
     parser.add_argument("--models", default="iris,wine,anomaly,digits")
@@ -425,7 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
-    say(f"written to {args.out} in {result['took_s']} s")
+    say(f"written to {args.out} in {result['took_s']} s", sys.stderr)
     return result
 
 

@@ -14,10 +14,13 @@ import asyncio
 import multiprocessing
 import queue as queue_module
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 
 from bench import load
+from bench.stats import Json
 
 START_TIMEOUT_S = 120  # spawning: a fresh interpreter imports the load generator
 
@@ -41,11 +44,11 @@ def _child(
     concurrency: int,
     max_s: float,
     with_timeline: bool,
-    ready: Any,
-    go: Any,
-    results: Any,
+    ready: Queue[bool],
+    go: Event,
+    results: Queue[Json],
 ) -> None:
-    async def main() -> dict[str, Any]:
+    async def main() -> Json:
         timeline = load.Timeline() if with_timeline else None
         async with load.client(base_url, concurrency, kind) as http:
             await http.connect(concurrency)
@@ -79,14 +82,16 @@ def closed_loop(
     kind: str = "raw",
     with_timeline: bool = False,
     on_start: Callable[[], None] | None = None,
-) -> tuple[dict[str, Any], list[tuple[float, ...]]]:
+) -> tuple[Json, list[tuple[float, ...]]]:
     """``load.closed_loop`` over ``procs`` processes: the merged summary and the pooled timeline
     samples. ``on_start`` runs once every process is connected and waiting, just before the go
     (where the caller starts its CPU meter: spawning and connecting are not measured)."""
     layout = plan(n, concurrency, procs)
     specs = spec.split([jobs for jobs, _ in layout])
     ctx = multiprocessing.get_context("spawn")
-    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    ready: Queue[bool] = ctx.Queue()
+    results: Queue[Json] = ctx.Queue()
+    go = ctx.Event()
     children = [
         ctx.Process(
             target=_child,
@@ -108,7 +113,14 @@ def closed_loop(
     return load.merge(parts, n, concurrency), samples
 
 
-def _collect(children: list[Any], ready: Any, results: Any, on_start: Any, go: Any, max_s: float) -> list[dict]:
+def _collect(
+    children: Sequence[BaseProcess],
+    ready: Queue[bool],
+    results: Queue[Json],
+    on_start: Callable[[], None] | None,
+    go: Event,
+    max_s: float,
+) -> list[Json]:
     deadline = time.monotonic() + START_TIMEOUT_S
     waiting = len(children)
     while waiting:

@@ -80,7 +80,7 @@ class Pool(Generic[T]):
         if self.used + n > len(self.items):
             raise ValueError(
                 f"{self.name}: {n} more wanted, {len(self.items) - self.used} of {len(self.items)} left "
-                "(bench.run sizes the pools; a workload was added without growing them)"
+                "(bench.session sizes the pools; a workload was added without growing them)"
             )
         out = list(self.items[self.used : self.used + n])
         self.used += n

@@ -23,13 +23,13 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from api.security import Scope, generate_key
 from bench.data import Pool, iris_rows
 from bench.http import Client, ClientError
-from bench.stats import percentile, summarize
+from bench.load import epoch
+from bench.stats import Json, percentile, summarize
 
 JSON = {"content-type": "application/json"}
 UNFINISHED = ("queued", "running")
@@ -74,26 +74,29 @@ class _Key:
         self.http = http
         self.auth = {"authorization": f"Bearer {token}"}
 
-    async def job(self, row: Sequence[float], wait_s: int | None = 30, priority: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"input": list(row)}
+    async def job(self, row: Sequence[float], wait_s: int | None = 30, priority: str | None = None) -> Json:
+        body: Json = {"input": list(row)}
         if priority:
             body["priority"] = priority
         headers = {**JSON, **self.auth, **({"prefer": f"wait={wait_s}"} if wait_s else {})}
         r = await self.http.post("/v1/models/iris/jobs", content=json.dumps(body).encode(), headers=headers)
         if r.status_code not in (200, 202):
             raise ClientError(f"job: HTTP {r.status_code}: {r.text[:160]}")
-        return r.json()
+        job: Json = r.json()
+        return job
 
-    async def batch(self, body: bytes) -> dict[str, Any]:
+    async def batch(self, body: bytes) -> Json:
         r = await self.http.post("/v1/models/iris/batches", content=body, headers={**JSON, **self.auth})
         if r.status_code != 202:
             raise ClientError(f"batch: HTTP {r.status_code}: {r.text[:160]}")
-        return r.json()
+        batch: Json = r.json()
+        return batch
 
-    async def get(self, job_id: str) -> dict[str, Any]:
-        return (await self.http.get(f"/v1/jobs/{job_id}", headers=self.auth)).json()
+    async def get(self, job_id: str) -> Json:
+        job: Json = (await self.http.get(f"/v1/jobs/{job_id}", headers=self.auth)).json()
+        return job
 
-    async def finished(self, job_id: str, max_s: float, poll_s: float = 0.05) -> dict[str, Any]:
+    async def finished(self, job_id: str, max_s: float, poll_s: float = 0.05) -> Json:
         deadline = time.perf_counter() + max_s
         job = await self.get(job_id)
         while job["status"] in UNFINISHED:
@@ -108,13 +111,9 @@ def batch_body(rows: Sequence[Sequence[float]], priority: str | None = None) -> 
     return json.dumps({"inputs": list(rows), **({"priority": priority} if priority else {})}).encode()
 
 
-def _epoch(stamp: str | None) -> float | None:
-    return datetime.fromisoformat(stamp).timestamp() if stamp else None
-
-
-def _done_fraction(batch: dict[str, Any]) -> float:
+def _done_fraction(batch: Json) -> float:
     progress = batch.get("progress") or {}
-    return progress.get("done", 0) / max(progress.get("total", 1), 1)
+    return float(progress.get("done", 0)) / max(float(progress.get("total", 1)), 1.0)
 
 
 class _Jobs:
@@ -140,8 +139,8 @@ class _Jobs:
         self.queue_ms.append(job["metrics"]["queue_ms"])
         return True
 
-    def summary(self, **extra: Any) -> dict[str, Any]:
-        return summarize(
+    def summary(self, **extra: object) -> Json:
+        summary = summarize(
             self.latencies_s,
             time.perf_counter() - self.started,
             errors=len(self.errors),
@@ -149,15 +148,15 @@ class _Jobs:
             queue_p95_ms=_ms(percentile(self.queue_ms, 95)),
             queue_max_ms=_ms(max(self.queue_ms, default=math.nan)),
             first_errors=self.errors[:3],
-            **extra,
         )
+        return {**summary, **extra}
 
 
 def _ms(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 3)
 
 
-async def idle_phase(b: _Key, rows: Pool, sizes: FairnessSizes, meter: Meter | None) -> dict[str, Any]:
+async def idle_phase(b: _Key, rows: Pool[list[float]], sizes: FairnessSizes, meter: Meter | None) -> Json:
     for row in rows.take(sizes.warm):  # untimed: connections, the model's first calls
         await b.job(row)
     jobs = _Jobs()
@@ -171,11 +170,11 @@ async def idle_phase(b: _Key, rows: Pool, sizes: FairnessSizes, meter: Meter | N
 
 
 async def flood_phase(
-    a: _Key, b: _Key, rows: Pool, batches: Callable[[int], bytes], sizes: FairnessSizes
-) -> dict[str, Any]:
+    a: _Key, b: _Key, rows: Pool[list[float]], batches: Callable[[int], bytes], sizes: FairnessSizes
+) -> Json:
     jobs = _Jobs()
     progress: list[float] = []  # how far A's batch had got when each of B's counted jobs finished
-    rounds: list[dict[str, Any]] = []
+    rounds: list[Json] = []
     after = 0  # B's jobs that finished after their batch had (not counted)
     while len(jobs.queue_ms) < sizes.jobs and len(rounds) < sizes.max_rounds:
         body = batches(len(rounds))
@@ -214,7 +213,7 @@ async def flood_phase(
     )
 
 
-async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, sizes: FairnessSizes) -> dict[str, Any]:
+async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, sizes: FairnessSizes) -> Json:
     """A's low batch, then A's high jobs one after another while it runs (each one's wait is one
     sample; the first one's place in line is the one printed)."""
     batch = await a.batch(body)
@@ -231,10 +230,10 @@ async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, 
     metrics = batch.get("metrics") or {}
     chunks = math.ceil(sizes.batch_rows / sizes.chunk_rows)
     chunk_ms = metrics["predict_ms"] / chunks if metrics.get("predict_ms") is not None else None
-    batch_done = _epoch(batch.get("completed_at"))
-    done = [_epoch(h.get("completed_at")) for h in highs]
-    waits = [(h.get("metrics") or {}).get("queue_ms") for h in highs]
-    waits = [w for w in waits if w is not None]
+    batch_done = epoch(batch.get("completed_at"))
+    done = [epoch(h.get("completed_at")) for h in highs]
+    first_done = done[0] if done and None not in done else None
+    waits: list[float] = [w for h in highs if (w := (h.get("metrics") or {}).get("queue_ms")) is not None]
     queue_ms = _ms(percentile(waits, 50)) if waits else None
     return {
         "status": "succeeded" if all(h["status"] == "succeeded" for h in highs) else "failed",
@@ -244,7 +243,7 @@ async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, 
         "queue_ms": queue_ms,  # the p50 of the high jobs' waits
         "queue_max_ms": max(waits, default=None),
         "total_ms": (highs[0].get("metrics") or {}).get("total_ms") if highs else None,
-        "finished_before_batch": None if batch_done is None or None in done else done[0] < batch_done,
+        "finished_before_batch": None if batch_done is None or first_done is None else first_done < batch_done,
         "batch_done_pct_when_high_finished": round(100 * _done_fraction(at_first or batch), 1),
         "batch_status": batch["status"],
         "batch_chunks": chunks,
@@ -255,9 +254,7 @@ async def priority_phase(a: _Key, rows: Sequence[Sequence[float]], body: bytes, 
     }
 
 
-async def run(
-    url: str, tokens: dict[str, str], sizes: FairnessSizes = FULL, meter: Meter | None = None
-) -> dict[str, Any]:
+async def run(url: str, tokens: dict[str, str], sizes: FairnessSizes = FULL, meter: Meter | None = None) -> Json:
     """The three phases against a stack started with ``make_keys()``'s ``MLQUEUE_API_KEYS``."""
     # B's rows: the idle phase, the flood's (up to one uncounted job per batch, and errors), the high job
     count = sizes.warm + 3 * sizes.jobs + sizes.max_rounds + sizes.high_jobs
@@ -283,7 +280,7 @@ async def run(
     return {"sizes": asdict(sizes), "idle": idle, "flood": flood, "priority": priority, "flood_vs_idle_p50": ratio}
 
 
-def target_values(result: dict[str, Any] | None) -> dict[str, Any]:
+def target_values(result: Json | None) -> Json:
     """The numbers bench.targets compares (None when the workload did not run)."""
     result = result or {}
     idle, flood, prio = result.get("idle") or {}, result.get("flood") or {}, result.get("priority") or {}
@@ -296,11 +293,11 @@ def target_values(result: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _f(x: Any, digits: int = 2) -> str:
+def _f(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def report_lines(result: dict[str, Any]) -> list[str]:
+def report_lines(result: Json) -> list[str]:
     """The waits, printed under the table: B idle vs during the flood, and the high job."""
     s, idle, flood, prio = result["sizes"], result["idle"], result["flood"], result["priority"]
     rounds = flood.get("rounds") or []
@@ -308,7 +305,7 @@ def report_lines(result: dict[str, Any]) -> list[str]:
     done = flood.get("batch_done_pct") or {}
     bound = target_values(result)["priority_high_bound_ms"]
 
-    def waits(r: dict[str, Any]) -> str:
+    def waits(r: Json) -> str:
         return (
             f"queue p50 {_f(r['queue_p50_ms'])} ms, p95 {_f(r['queue_p95_ms'])} ms, max {_f(r['queue_max_ms'])} ms"
             f" | latency p50 {_f(r['p50_ms'])} ms, p95 {_f(r['p95_ms'])} ms | {r['count']} jobs, {r['errors']} err"

@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httptools
+
+if TYPE_CHECKING:  # imported where it is used: the raw client's processes never load httpx
+    import httpx
 
 
 class ClientError(Exception):
@@ -37,7 +40,7 @@ class Response:
     def text(self) -> str:
         return self.body.decode(errors="replace")
 
-    def json(self) -> Any:
+    def json(self) -> Any:  # Any: whatever JSON the body holds, as json.loads gives it
         return json.loads(self.body)
 
 
@@ -174,7 +177,7 @@ class Client:
         else:
             conn.close()
 
-    async def _exchange(self, conn: _Connection, raw: bytes, sink: asyncio.Queue | None) -> _Parser:
+    async def _exchange(self, conn: _Connection, raw: bytes, sink: asyncio.Queue[bytes | None] | None) -> _Parser:
         parser = _Parser()
         conn.writer.write(raw)
         await conn.writer.drain()
@@ -221,13 +224,13 @@ class HttpxClient:
     async def connect(self, n: int) -> None:
         """httpx opens its connections on first use."""
 
-    async def post(self, path: str, content: bytes = b"", headers: dict[str, str] | None = None) -> Any:
+    async def post(self, path: str, content: bytes = b"", headers: dict[str, str] | None = None) -> httpx.Response:
         return await self._send("POST", path, content, headers)
 
-    async def get(self, path: str, headers: dict[str, str] | None = None) -> Any:
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
         return await self._send("GET", path, b"", headers)
 
-    async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None) -> Any:
+    async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None) -> httpx.Response:
         import httpx
 
         try:

@@ -12,14 +12,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from bench.http import Client, ClientError, HttpxClient
-from bench.stats import percentile, summarize
+from bench.http import Client, ClientError, HttpxClient, Response
+from bench.stats import Json, percentile, summarize
+
+if TYPE_CHECKING:  # only --client httpx loads it
+    import httpx
 
 JSON = {"content-type": "application/json"}
-CLIENTS = {"raw": Client, "httpx": HttpxClient}
 HttpClient = Client | HttpxClient
+CLIENTS: dict[str, type[HttpClient]] = {"raw": Client, "httpx": HttpxClient}
 
 
 def client(base_url: str, concurrency: int, kind: str = "raw", timeout_s: float = 60) -> HttpClient:
@@ -45,14 +48,12 @@ class Failed(Exception):
     """A request that did not produce the expected result (counted as an error, not timed)."""
 
 
-async def closed_loop(call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float) -> dict[str, Any]:
+async def closed_loop(call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float) -> Json:
     """Run ``call(i)`` for i in 0..n-1 with ``concurrency`` in flight, stopping early after ``max_s``."""
     return merge([await closed_loop_part(call, n, concurrency, max_s)], n, concurrency)
 
 
-async def closed_loop_part(
-    call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float
-) -> dict[str, Any]:
+async def closed_loop_part(call: Callable[[int], Awaitable[None]], n: int, concurrency: int, max_s: float) -> Json:
     """The closed loop's raw outcome (latencies in s, errors, its monotonic start and end, its CPU
     seconds): what one load-generator process sends back to be merged with the others'."""
     latencies: list[float] = []
@@ -67,13 +68,7 @@ async def closed_loop_part(
         while next_index < n and time.perf_counter() < deadline:
             i = next_index
             next_index += 1
-            t0 = time.perf_counter()
-            try:
-                await call(i)
-            except (Failed, ClientError, TimeoutError, OSError) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:200])
-            else:
-                latencies.append(time.perf_counter() - t0)
+            await _timed(call, i, latencies, errors)
             last_done = time.perf_counter()
 
     cpu0 = time.process_time()
@@ -90,7 +85,18 @@ async def closed_loop_part(
     }
 
 
-def merge(parts: Sequence[dict[str, Any]], n: int, concurrency: int) -> dict[str, Any]:
+async def _timed(call: Callable[[int], Awaitable[None]], i: int, latencies: list[float], errors: list[str]) -> None:
+    """One request: its latency when it succeeds, else its error (not timed: a failure is no answer)."""
+    t0 = time.perf_counter()
+    try:
+        await call(i)
+    except (Failed, ClientError, TimeoutError, OSError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    else:
+        latencies.append(time.perf_counter() - t0)
+
+
+def merge(parts: Sequence[Json], n: int, concurrency: int) -> Json:
     """One workload's summary from the parts of every load-generator process: latencies pooled,
     counts and errors summed, the elapsed time from the first start to the last answer (one clock),
     the client's CPU summed, and the busiest client process's share of a core over the run."""
@@ -194,27 +200,28 @@ class Timeline:
     def __init__(self) -> None:
         self.samples: list[tuple[float, ...]] = []
 
-    def add(self, sent: float, received: float, job: dict[str, Any]) -> None:
-        created, started, completed = (_epoch(job.get(k)) for k in ("created_at", "started_at", "completed_at"))
-        if None not in (created, started, completed):
+    def add(self, sent: float, received: float, job: Json) -> None:
+        created, started, completed = (epoch(job.get(k)) for k in ("created_at", "started_at", "completed_at"))
+        if created is not None and started is not None and completed is not None:
             self.samples.append((created - sent, started - created, completed - started, received - completed))
 
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def summary(self) -> Json:
+        out: Json = {}
         for i, name in enumerate(self.SEGMENTS):
             values = [s[i] * 1000 for s in self.samples]
             out[name] = {"p50_ms": round(percentile(values, 50), 3), "p99_ms": round(percentile(values, 99), 3)}
         return out
 
 
-def _epoch(stamp: Any) -> float | None:
-    if not isinstance(stamp, str):
+def epoch(stamp: object) -> float | None:
+    """A job's ISO timestamp (``created_at``, ...) as epoch seconds; None where it has none yet."""
+    if not isinstance(stamp, str) or not stamp:
         return None
     return datetime.fromisoformat(stamp).timestamp()
 
 
 def mlqueue_json(
-    model: str, rows: Sequence[Any], wait_s: int, expect_cached: bool = False, cycle: bool = False
+    model: str, rows: Sequence[object], wait_s: int, expect_cached: bool = False, cycle: bool = False
 ) -> Spec:
     headers = {**JSON, "prefer": f"wait={wait_s}"}
     bodies = tuple((json.dumps({"input": row}).encode(), headers) for row in rows)
@@ -229,10 +236,10 @@ def mlqueue_image(model: str, pngs: Sequence[bytes], wait_s: int) -> Spec:
     return Spec("mlqueue", f"/v1/models/{model}/jobs", tuple(bodies))
 
 
-def check_finished(r: Any, expect_cached: bool) -> dict[str, Any]:
+def check_finished(r: Response | httpx.Response, expect_cached: bool) -> Json:
     if r.status_code != 200:
         raise Failed(f"HTTP {r.status_code}: {r.text[:120]}")
-    job = r.json()
+    job: Json = r.json()
     if job["status"] != "succeeded":
         raise Failed(f"job {job['status']}: {job.get('error')}")
     if expect_cached and not job.get("cached"):
@@ -240,7 +247,7 @@ def check_finished(r: Any, expect_cached: bool) -> dict[str, Any]:
     return job
 
 
-async def mlqueue_batch(http: HttpClient, model: str, rows: Sequence[Any], max_s: float) -> dict[str, Any]:
+async def mlqueue_batch(http: HttpClient, model: str, rows: Sequence[object], max_s: float) -> Json:
     """Submit one batch, poll the job every 50 ms until it finishes, then stream every result back as
     NDJSON. Rows/s = rows / (submit → last result line read)."""
     body = json.dumps({"inputs": list(rows)}).encode()
@@ -291,7 +298,7 @@ def get(path: str) -> Spec:
 # --- the naive tutorial service ------------------------------------------------------------------
 
 
-def naive_iris(rows: Sequence[Any]) -> Spec:
+def naive_iris(rows: Sequence[Sequence[float]]) -> Spec:
     return Spec("naive", "/predict/iris", tuple((json.dumps({"features": r}).encode(), JSON) for r in rows))
 
 
@@ -323,7 +330,7 @@ def bento(pngs: Sequence[bytes]) -> Spec:
     return Spec("bento", "/classify", tuple(multipart("images", f"digit{i}.png", p) for i, p in enumerate(pngs)))
 
 
-async def sequential(call: Callable[[int], Awaitable[None]], n: int, gap_s: float, max_s: float) -> dict[str, Any]:
+async def sequential(call: Callable[[int], Awaitable[None]], n: int, gap_s: float, max_s: float) -> Json:
     """One request at a time with ``gap_s`` of silence between them: every request finds the stack idle."""
     latencies: list[float] = []
     errors: list[str] = []
@@ -331,13 +338,7 @@ async def sequential(call: Callable[[int], Awaitable[None]], n: int, gap_s: floa
     for i in range(n):
         if time.perf_counter() - started > max_s:
             break
-        t0 = time.perf_counter()
-        try:
-            await call(i)
-        except (Failed, ClientError, TimeoutError, OSError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:200])
-        else:
-            latencies.append(time.perf_counter() - t0)
+        await _timed(call, i, latencies, errors)
         await asyncio.sleep(gap_s)
     return summarize(
         latencies, sum(latencies), errors=len(errors), concurrency=1, gap_ms=gap_s * 1000, first_errors=errors[:3]

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+
+from bench.stats import Json
 
 # Innermost frame that matches decides where a sample's time goes (first match in this order).
 PACKAGES = (
@@ -68,7 +69,7 @@ class Profiler:
         self.out_dir = out_dir
         self.rate_hz = rate_hz
         self.exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+        self.procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
 
     @property
     def enabled(self) -> bool:
@@ -90,7 +91,7 @@ class Profiler:
         """The recorders' own processes (sampling costs CPU: counted apart, as ``py-spy:...``)."""
         return {f"py-spy:{key.rsplit('.', 1)[-1]}": proc.pid for key, proc, _ in self.procs}
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> Json:
         """Stop the recorders (SIGINT makes py-spy write its file) and summarize each."""
         summaries = {}
         for key, proc, path in self.procs:
@@ -107,7 +108,7 @@ class Profiler:
         return summaries
 
 
-def summarize_profile(collapsed: str, top: int = 15) -> dict[str, Any]:
+def summarize_profile(collapsed: str, top: int = 15) -> Json:
     """Shares of the samples in py-spy's collapsed stacks (``frame;frame;... count`` lines): by thread
     role, by the innermost library frame, and by the innermost mlqueue function (which includes the
     library calls it makes); plus the hottest leaf frames."""
@@ -130,8 +131,8 @@ def summarize_profile(collapsed: str, top: int = 15) -> dict[str, Any]:
         if mine is not None:
             functions[re.sub(r":\d+\)$", ")", mine)] += n
 
-    def shares(counter: Counter[str], k: int = top) -> list[list[Any]]:
-        return [[name, round(n / total, 3)] for name, n in counter.most_common(k)] if total else []
+    def shares(counter: Counter[str], k: int = top) -> list[tuple[str, float]]:
+        return [(name, round(n / total, 3)) for name, n in counter.most_common(k)] if total else []
 
     return {
         "samples": total,

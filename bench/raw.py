@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from shared.settings import get_settings
 from worker.context import cap_threads
@@ -27,13 +26,13 @@ THREADS = cap_threads(get_settings())  # before numpy/TensorFlow are imported, a
 import psutil  # noqa: E402
 
 from bench.data import digit_pngs, iris_rows  # noqa: E402
-from bench.stats import summarize  # noqa: E402
+from bench.stats import Json, summarize  # noqa: E402
 
 
-def timed(call: Callable[[], Any], items_per_call: int, seconds: float, max_calls: int) -> dict[str, Any]:
+def timed(call: Callable[[], object], items_per_call: int, seconds: float, max_calls: int) -> Json:
     """Call repeatedly for about ``seconds`` (at most ``max_calls`` calls) after one untimed call."""
     call()
-    latencies = []
+    latencies: list[float] = []
     cpu = time.process_time()
     started = time.perf_counter()
     deadline = started + seconds
@@ -47,9 +46,9 @@ def timed(call: Callable[[], Any], items_per_call: int, seconds: float, max_call
     return summarize(latencies, elapsed, items=items, batch=items_per_call, cpu_ms_per_item=round(cpu_ms, 4))
 
 
-def measure(seconds: float, with_image: bool) -> dict[str, Any]:
+def measure(seconds: float, with_image: bool) -> Json:
     from shared.images import preprocess_image
-    from shared.manifests import ModelRepository
+    from shared.manifests import ImageInput, ModelRepository
     from worker.runtime import ModelRuntime
 
     settings = get_settings()
@@ -58,7 +57,7 @@ def measure(seconds: float, with_image: bool) -> dict[str, Any]:
     runtime.load_all()
     load_s = time.perf_counter() - started
     loaded = sorted(f"{n}/{v}" for n, v in runtime.loaded)
-    out: dict[str, Any] = {
+    out: Json = {
         "threads": THREADS,
         "loaded": loaded,
         "failures": runtime.failures,
@@ -74,8 +73,12 @@ def measure(seconds: float, with_image: bool) -> dict[str, Any]:
     )
 
     if with_image and any(n == "digits" for n, _ in runtime.loaded):
+        from worker.families.image import ImageClassifier
+
         digits = runtime.get("digits", max(v for n, v in runtime.loaded if n == "digits")).predictor
         size = digits.manifest.input
+        if not isinstance(digits, ImageClassifier) or not isinstance(size, ImageInput):
+            raise TypeError(f"digits: an image classifier expected, got {type(digits).__name__}")
         pngs = digit_pngs(256, seed=2)
         # What the API does per upload (decode + resize), for the CPU budget of an image job.
         out["png_decode"] = timed(

@@ -1,13 +1,19 @@
-"""Percentiles, one workload's summary (jobs/s, p50/p95/p99 in ms), and a process tree's CPU time."""
+"""Percentiles, one workload's summary (jobs/s, p50/p95/p99 in ms), and the /proc readings every bench
+module takes the same way (a process tree's CPU time and memory, the CPU model)."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
+
+# Any: a workload's summary, a row of the report and the results file are JSON objects (numbers,
+# strings, lists and nested objects, different per workload), written out as they are.
+Json = dict[str, Any]
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -20,6 +26,25 @@ def tree_cpu_s(pid: int) -> float:
                 t = p.cpu_times()
                 total += t.user + t.system
     return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and its children (prefork pools, BentoML's workers), in MB (10^6 bytes)."""
+    proc = psutil.Process(pid)
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return round(total / 1e6, 1)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none: not Linux, or an ARM board)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -36,8 +61,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summarize(
-    latencies_s: Sequence[float], elapsed_s: float, *, items: int | None = None, errors: int = 0, **extra: Any
-) -> dict[str, Any]:
+    latencies_s: Sequence[float], elapsed_s: float, *, items: int | None = None, errors: int = 0, **extra: object
+) -> Json:
     """``items`` finished in ``elapsed_s`` (default: one per latency); latencies in seconds → ms."""
     done = len(latencies_s) if items is None else items
     ms = [x * 1000 for x in latencies_s]

@@ -1,13 +1,16 @@
-"""The benchmark's targets (per-job cost, fairness, priority), evaluated on one run's
-numbers: PASS or MISS and by how much (SKIP when a number is missing, e.g. no image model or no
-BentoML). Every ratio and every scaled
-bound compares two numbers measured in the same run, on the same machine."""
+"""The benchmark's targets (per-job cost, fairness, priority), the numbers they compare picked from
+one run's rows, and each evaluated: PASS or MISS and by how much (SKIP when a number is missing,
+e.g. no image model or no BentoML). Every ratio and every scaled bound compares two numbers
+measured in the same run, on the same machine."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from bench import fairness
+from bench.stats import Json
+from bench.workloads import CACHE, FLOOR, IDLE, IMAGE, IRIS64, RAW_IMAGE
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,53 @@ TARGETS: tuple[Target, ...] = (
 )
 
 
-def _num(values: dict[str, Any], key: str | None) -> float | None:
+def target_values(rows: list[Json], extra: Json) -> Json:
+    """The numbers the targets compare, picked from this run's rows."""
+
+    def get(workload: str, system: str, field: str = "rate") -> object:
+        for row in rows:
+            if row["workload"] == workload and row["system"] == system:
+                if field == "server_cpu_ms":
+                    return (row.get("cpu_ms_per_job") or {}).get("server")
+                return row.get(field)
+        return None
+
+    batch = [r for r in rows if r["workload"].startswith("batch ") and r["system"] == "mlqueue"]
+    rss = extra.get("rss_mb", {})
+    api_rss = [r["api_rss_mb"] for r in rows if r.get("api_rss_mb") is not None]
+    return {
+        "image_mlqueue": get(IMAGE, "mlqueue"),
+        "image_raw_batched": get(RAW_IMAGE, "raw in-process"),
+        "image_bentoml": get(IMAGE, "bentoml"),
+        "iris_c64_mlqueue": get(IRIS64, "mlqueue"),
+        "iris_c64_naive": get(IRIS64, "naive"),
+        "iris_c64_mlqueue_cpu_ms": get(IRIS64, "mlqueue", "server_cpu_ms"),
+        "iris_c64_naive_cpu_ms": get(IRIS64, "naive", "server_cpu_ms"),
+        "floor_p50_ms": get(FLOOR, "mlqueue API", "p50_ms"),
+        "idle_p50_ms": get(IDLE, "mlqueue", "p50_ms"),
+        "idle_p99_ms": get(IDLE, "mlqueue", "p99_ms"),
+        "cache_p50_ms": get(CACHE, "mlqueue", "p50_ms"),
+        "batch_rows_per_s": batch[0]["rate"] if batch else None,
+        "api_rss_max_mb": max(api_rss, default=None),
+        "worker_rss_mb": rss.get("worker"),
+        **fairness.target_values(extra.get("fairness")),
+    }
+
+
+def _num(values: Json, key: str | None) -> float | None:
     value = values.get(key) if key else None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
 
 
-def evaluate(values: dict[str, Any], targets: tuple[Target, ...] = TARGETS) -> list[dict[str, Any]]:
+def evaluate(values: Json, targets: tuple[Target, ...] = TARGETS) -> list[Json]:
     """One row per target: the measured value, the bound it had to meet, PASS/MISS/SKIP and how far off."""
     out = []
     for t in targets:
-        row: dict[str, Any] = {"id": t.id, "target": t.text, "unit": t.unit}
+        row: Json = {"id": t.id, "target": t.text, "unit": t.unit}
         measured = _num(values, t.numerator)
+        bound: float | None
         if t.kind.startswith("ratio_"):
             base = _num(values, t.denominator)
             value = None if measured is None or not base else measured / base

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import clients, fairness, load
+from bench import clients, fairness, load, workloads
 from bench import run as bench_run
 from bench.data import Pool, digit_pngs, iris_rows
-from bench.run import CpuMeter, PeakRss, cpu_ms_per_job, naive_service, render, target_values, tree_rss_mb
-from bench.stats import percentile, summarize
-from bench.targets import evaluate
+from bench.meter import CpuMeter, PeakRss, cpu_ms_per_job
+from bench.report import render
+from bench.stats import percentile, summarize, tree_rss_mb
+from bench.systems import naive_service
+from bench.targets import evaluate, target_values
 from shared.images import preprocess_image
 from shared.settings import REPO_ROOT
 
@@ -363,7 +365,7 @@ def test_the_fairness_workload_runs_in_a_tiny_size_and_prints_the_waits(tmp_path
     models = tmp_path / "models"  # iris only: the worker starts in seconds
     shutil.copytree(REPO_ROOT / "models" / "iris", models / "iris")
     monkeypatch.setenv("MLQUEUE_MODELS_DIR", str(models))
-    monkeypatch.setattr(bench_run, "QUICK", dataclasses.replace(bench_run.QUICK, fairness_sizes=fairness.TINY))
+    monkeypatch.setattr(workloads, "QUICK", dataclasses.replace(workloads.QUICK, fairness_sizes=fairness.TINY))
     out = tmp_path / "fairness.json"
     bench_run.main(["--quick", "--only", "fairness", "--out", str(out)])
     printed = capsys.readouterr().out

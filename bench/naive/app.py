@@ -24,19 +24,19 @@ class IrisIn(BaseModel):
 
 
 @app.post("/predict/iris")
-def submit_iris(body: IrisIn) -> dict:
+def submit_iris(body: IrisIn) -> dict[str, object]:
     task = predict_iris.delay(body.features)
     return {"task_id": task.id}
 
 
 @app.post("/predict/digits")
-def submit_digit(file: Annotated[UploadFile, File()]) -> dict:
+def submit_digit(file: Annotated[UploadFile, File()]) -> dict[str, object]:
     task = predict_digit.delay(base64.b64encode(file.file.read()).decode())
     return {"task_id": task.id}
 
 
 @app.get("/result/{task_id}")
-def result(task_id: str) -> dict:
+def result(task_id: str) -> dict[str, object]:
     task = AsyncResult(task_id, app=celery_app)
     if task.state == "SUCCESS":
         return {"task_id": task_id, "status": task.state, "result": task.result}
