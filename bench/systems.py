@@ -17,7 +17,8 @@ import httpx
 
 from bench.console import say
 from devtools.processes import Stack, make_stack, stop_group, wait_http
-from devtools.redis_server import RedisServer, free_port
+from devtools.redis_server import RedisServer
+from devtools.server_process import free_port
 from shared.settings import REPO_ROOT
 
 BENTOML_VENV = Path(os.environ.get("BENCH_BENTOML_VENV", "/tmp/bentoml-venv"))
