@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from sklearn.datasets import load_digits, load_sample_image
 
 from shared.images import preprocess_image
+from training.image.background import SYNTHETIC_OOD_KINDS, ood_image
 
 HOLDOUT = 200  # the last N of load_digits: never trained, validated or calibrated on
 UNKNOWN = "unknown"
@@ -29,6 +30,7 @@ TARGET_ACCURACY, TARGET_UNKNOWN, TARGET_OOD_UNKNOWN = 0.95, 0.05, 0.99
 
 
 class Predictor(Protocol):  # worker.families.image.ImageClassifier
+    # Any, as in worker.families.Predictor: a family takes whatever raw input the API stored, and answers JSON
     height: int
     width: int
 
@@ -102,8 +104,6 @@ def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
 def non_digit_pictures(n_per_kind: int = 100) -> dict[str, list[bytes]]:
     """Encoded pictures that are no digit: the synthetic kinds (unseen seeds), crops of flower.jpg (training
     crops china.jpg only) and both whole sample photos."""
-    from training.image import SYNTHETIC_OOD_KINDS, ood_image  # training.image imports keras: only when asked
-
     rng = np.random.default_rng(7_000_003)  # no training seed: fresh pictures
     out = {k: [encode(ood_image(k, rng)) for _ in range(n_per_kind)] for k in SYNTHETIC_OOD_KINDS}
     photos = [load_sample_image("china.jpg"), load_sample_image("flower.jpg")]
@@ -131,7 +131,7 @@ def rendering_matrix(predictor: Predictor, n: int = HOLDOUT, n_ood_per_kind: int
             "accuracy": round(float(np.mean([a == t for a, t in zip(labels, truth, strict=True)])), 4),
             "unknown_rate": round(float(np.mean([a == UNKNOWN for a in labels])), 4),
         }
-    result: dict[str, Any] = {"held_out_digits": n, "renderings": matrix}
+    result: dict[str, Any] = {"held_out_digits": n, "renderings": matrix}  # JSON, into the manifest
     if n_ood_per_kind:
         ood = non_digit_pictures(n_ood_per_kind)
         rates = {k: round(float(np.mean([a == UNKNOWN for a in _answers(predictor, v)])), 4) for k, v in ood.items()}
@@ -157,6 +157,7 @@ def misses(result: dict[str, Any]) -> list[str]:
 def main() -> None:
     from shared.manifests import ModelRepository
     from training.common import default_models_dir
+    from worker.families.image import ImageClassifier
     from worker.runtime import ModelRuntime
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,7 +169,10 @@ def main() -> None:
     runtime = ModelRuntime(repository)
     runtime.load_all()
     version = args.version or max(v for (name, v) in runtime.loaded if name == "digits")
-    result = rendering_matrix(runtime.get("digits", version).predictor, args.per_rendering, args.non_digits_per_kind)
+    predictor = runtime.get("digits", version).predictor
+    if not isinstance(predictor, ImageClassifier):
+        raise SystemExit(f"digits v{version} is not an image classifier")
+    result = rendering_matrix(predictor, args.per_rendering, args.non_digits_per_kind)
     print(f"digits v{version}")  # noqa: T201 - CLI output
     for name, m in result["renderings"].items():
         print(f"  {name:36s} right {m['accuracy']:.3f}  unknown {m['unknown_rate']:.3f}")  # noqa: T201

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from training.image import render_digit
+from training.image.digit_pictures import render_digit
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 
 from tests.api.helpers import consumption_paused
 from tests.client.helpers import cli_json, run_cli
-from training.image import render_digit
+from training.image.digit_pictures import render_digit
 
 pytestmark = pytest.mark.integration
 

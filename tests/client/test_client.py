@@ -15,7 +15,7 @@ from sklearn.datasets import load_digits, load_iris
 import mlqueue
 from mlqueue import AsyncClient, Client
 from tests.api.helpers import SETOSA, consumption_paused
-from training.image import render_digit
+from training.image.digit_pictures import render_digit
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 from shared.manifests import ModelRepository
 from shared.settings import REPO_ROOT
 from training import digits_eval
-from training.image import split_digits
+from training.image.data import split_digits
 from worker.runtime import ModelRuntime
 
 # every rendering of the held-out digits through the shipped model: seconds (the module fixture)

@@ -13,7 +13,10 @@ from PIL import Image, ImageDraw
 
 from shared.images import preprocess_image
 from shared.manifests import ModelManifest, ModelRepository, sha256_of
-from training import image
+from training.image.background import OOD_KINDS, SYNTHETIC_OOD_KINDS, ood_image
+from training.image.data import split_digits, to_model_input
+from training.image.digit_pictures import render_digit
+from training.image.train import train
 from worker.runtime import ModelRuntime
 
 SIZE = 32
@@ -57,7 +60,7 @@ def check_trained(models_dir: Path, manifest: ModelManifest, data_dir: Path) -> 
     assert manifest.framework == "keras" and manifest.task == "classification"
     assert manifest.input.width == SIZE and manifest.input.height == SIZE
     assert manifest.sha256 == sha256_of(version_dir / "model.keras")
-    assert set(manifest.metrics["ood_unknown_rate"]) == set(image.SYNTHETIC_OOD_KINDS)
+    assert set(manifest.metrics["ood_unknown_rate"]) == set(SYNTHETIC_OOD_KINDS)
 
     runtime = ModelRuntime(ModelRepository(models_dir))
     runtime.load_all()
@@ -70,7 +73,7 @@ def check_trained(models_dir: Path, manifest: ModelManifest, data_dir: Path) -> 
 
 @pytest.mark.slow  # trains a network: seconds
 def test_train_from_scratch_on_a_folder(tmp_path: Path, data_dir: Path):
-    manifest = image.train(tmp_path, data_dir=data_dir, name="pets", epochs=1, image_size=SIZE)
+    manifest = train(tmp_path, data_dir=data_dir, name="pets", epochs=1, image_size=SIZE)
     check_trained(tmp_path, manifest, data_dir)
     assert "--data" in manifest.training_command and "--weights" not in manifest.training_command
 
@@ -80,9 +83,7 @@ def test_train_with_local_mobilenet_weights(tmp_path: Path, data_dir: Path):
     weights = tmp_path / "w.weights.h5"
     base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(SIZE, SIZE, 3), alpha=0.35)
     base.save_weights(weights)
-    manifest = image.train(
-        tmp_path / "models", data_dir=data_dir, weights=weights, name="pets", epochs=1, image_size=SIZE
-    )
+    manifest = train(tmp_path / "models", data_dir=data_dir, weights=weights, name="pets", epochs=1, image_size=SIZE)
     check_trained(tmp_path / "models", manifest, data_dir)
     assert "MobileNetV2" in manifest.card["algorithm"]
 
@@ -93,28 +94,28 @@ def test_weights_that_are_not_mobilenet_are_refused(tmp_path: Path, data_dir: Pa
     other = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3)])
     other.save_weights(weights)
     with pytest.raises(ValueError, match="not a MobileNetV2"):
-        image.train(tmp_path / "models", data_dir=data_dir, weights=weights, name="pets", epochs=1, image_size=SIZE)
+        train(tmp_path / "models", data_dir=data_dir, weights=weights, name="pets", epochs=1, image_size=SIZE)
 
 
 def test_a_folder_with_one_class_is_refused(tmp_path: Path):
     (tmp_path / "data" / "only").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "only" / "a.png")
     with pytest.raises(ValueError, match="at least 2 class folders"):
-        image.train(tmp_path / "models", data_dir=tmp_path / "data", epochs=1, image_size=SIZE)
+        train(tmp_path / "models", data_dir=tmp_path / "data", epochs=1, image_size=SIZE)
 
 
 def test_digit_rendering_goes_through_the_serving_pipeline():
-    pixels = image.split_digits()["test"][0][0]
-    rendered = image.render_digit(pixels)
+    pixels = split_digits()["test"][0][0]
+    rendered = render_digit(pixels)
     buffer = io.BytesIO()
     rendered.save(buffer, "PNG")
     served = np.frombuffer(preprocess_image(buffer.getvalue(), width=SIZE, height=SIZE), np.uint8)
-    assert np.array_equal(image.to_model_input(rendered, SIZE).ravel(), served)
+    assert np.array_equal(to_model_input(rendered, SIZE).ravel(), served)
 
 
-@pytest.mark.parametrize("kind", image.OOD_KINDS)
+@pytest.mark.parametrize("kind", OOD_KINDS)
 def test_ood_pictures_are_reproducible_from_their_seed(kind):
     photo = np.zeros((100, 120, 3), np.uint8)
-    first = image.ood_image(kind, np.random.default_rng(3), photo)
-    second = image.ood_image(kind, np.random.default_rng(3), photo)
+    first = ood_image(kind, np.random.default_rng(3), photo)
+    second = ood_image(kind, np.random.default_rng(3), photo)
     assert first.mode == "RGB" and np.array_equal(np.asarray(first), np.asarray(second))

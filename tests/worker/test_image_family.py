@@ -13,7 +13,8 @@ from shared.errors import InvalidInput
 from shared.images import preprocess_image
 from shared.manifests import ModelRepository
 from shared.settings import REPO_ROOT
-from training.image import render_digit, split_digits
+from training.image.data import split_digits
+from training.image.digit_pictures import render_digit
 from worker.families.image import bucket_sizes
 from worker.runtime import ModelRuntime
 

@@ -2,7 +2,7 @@
 
 Imported only inside a worker process after fork (``load_predictor``), never by the API: it
 imports TensorFlow. The saved model already ends in a calibrated softmax over ``labels`` with its
-out-of-distribution background folded in (see ``training/image.py``), so "unknown" here is just
+out-of-distribution background folded in (see ``training/image/network.py``), so "unknown" here is just
 the top probability falling below the manifest's threshold.
 """
 
