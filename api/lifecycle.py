@@ -47,7 +47,7 @@ async def read_job(state: ApiState, job_id: str, principal: Principal | None = N
     change = deadline_transition(job, time.time())
     if change is not None:
         with contextlib.suppress(Conflict):  # a worker moved it meanwhile: its state stands
-            await state.store.transition(job_id, *change)
+            await state.store.transition(job_id, change.allowed, change.fields)
             job = await state.store.get(job_id)
             await notify(state, job, WebhookEvent.COMPLETED)
         job = await state.store.get(job_id)

@@ -29,7 +29,7 @@ from api.lifecycle import await_terminal, notify, wait_for_terminal
 from api.metrics import record_job_created
 from api.security import Principal
 from shared import cache
-from shared.batch_store import chunk_bounds
+from shared.batch_store import BatchItems, chunk_bounds
 from shared.cache import cache_key
 from shared.celery_messages import ticket_message
 from shared.durations import parse_duration
@@ -62,7 +62,7 @@ from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.routing import ALIAS_RE
 from shared.scheduler import Priority, Work, chunk_member
 from shared.ssrf import check_url
-from shared.store import Enqueue, NewJob
+from shared.store import Enqueue, NewJob, SubmittedInput
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ async def create_job(
     model: str,
     sub: Submission,
     options: Options,
-    prepared: tuple[Any, bytes] | None = None,
+    prepared: SubmittedInput | None = None,
     retry_of: str | None = None,
 ) -> Created:
     """One prediction. An Idempotency-Key replay returns the first job. ``prepared``: an image's
@@ -323,7 +323,7 @@ async def create_job(
         check_input_kind(manifest, sub)
     blob = None
     if prepared is not None:
-        job_input, blob = prepared
+        job_input, blob = prepared.value, prepared.pixels
         normalized: Any = blob
     elif sub.images:
         filename, data = sub.images[0]
@@ -385,18 +385,18 @@ async def create_batch(
     model: str,
     sub: Submission,
     options: Options,
-    prepared: tuple[list[Any], dict[int, bytes]] | None = None,
+    prepared: BatchItems | None = None,
     retry_of: str | None = None,
 ) -> Created:
     """Many inputs as one job, split into chunks that workers run in parallel. Rows are checked
     one by one by the workers: a bad row fails that item, not the batch. ``prepared``: rows and
     decoded images already (a retry's), instead of the submission's."""
-    total = len(prepared[0]) if prepared else len(sub.images) or len(sub.inputs or ())
+    total = len(prepared.rows) if prepared else len(sub.images) or len(sub.inputs or ())
     if total > state.settings.max_batch_rows:
         raise PayloadTooLarge(
             f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code=ErrorCode.BATCH_TOO_LARGE
         )
-    is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared[0]))
+    is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared.rows))
     chunk_size = state.settings.batch_chunk_images if is_image else state.settings.batch_chunk_rows
     bounds = chunk_bounds(total, chunk_size)
     manifest, job = await new_job(
@@ -413,7 +413,7 @@ async def create_batch(
     if prepared is None:
         check_input_kind(manifest, sub)
     await state.backlog.admit(job.queue, options.share_key, options.weight, len(bounds))
-    rows, images = prepared or await _batch_rows(state, manifest, sub)
+    batch_items = prepared or await _batch_rows(state, manifest, sub)
     job, created = await state.store.create(job, None, options.idempotency_scope)
     if not created:
         return Created(await wait_for_terminal(state, job, options.wait_s), False)
@@ -424,8 +424,10 @@ async def create_batch(
         for c, (a, b) in enumerate(bounds)
     ]
     try:
-        chunks = (rows[a:b] for a, b in bounds)
-        ranked = await state.batches.write_inputs(job.id, chunks, images, Enqueue(job.queue, items, tickets))
+        chunks = (batch_items.rows[a:b] for a, b in bounds)
+        ranked = await state.batches.write_inputs(
+            job.id, chunks, batch_items.images, Enqueue(job.queue, items, tickets)
+        )
     except Exception as exc:
         with contextlib.suppress(Exception):  # Redis is likely down: the 503 is what matters
             await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
@@ -440,10 +442,10 @@ def _is_image_row(row: Any) -> bool:
     return isinstance(row, dict) and "image" in row
 
 
-async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[list[Any], dict[int, bytes]]:
+async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> BatchItems:
     """JSON rows as they are; images decoded now (one that fails becomes that item's error)."""
     if not sub.images:
-        return list(sub.inputs or ()), {}
+        return BatchItems(list(sub.inputs or ()))
     rows: list[Any] = []
     images: dict[int, bytes] = {}
     for index, (_, data) in enumerate(sub.images):
@@ -452,7 +454,7 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
             rows.append({"image": index})
         except MlqueueError as exc:
             rows.append({"error": {"code": exc.code, "message": exc.detail}})
-    return rows, images
+    return BatchItems(rows, images)
 
 
 def request_headers() -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -61,6 +62,25 @@ redis.call('PUBLISH', ARGV[6], cjson.encode({id = string.match(KEYS[1], 'job:(.*
   progress = {total = total, done = done, failed = failed}}))
 return {1, final, done, failed, status}
 """
+
+
+@dataclass(frozen=True)
+class BatchItems:
+    """A batch's items ready to store: rows in input order (an image row is ``{"image": i}``) and
+    the decoded pixels of image ``i``."""
+
+    rows: list[Any]
+    images: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkRecorded:
+    """What recording a chunk did: whether it counted (a redelivered or canceled chunk does not),
+    whether it finished the batch, and the batch's status after it (None when the job is gone)."""
+
+    counted: bool
+    final: bool
+    status: str | None
 
 
 def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -112,9 +132,7 @@ class AsyncBatchStore:
             lines.extend(value.split("\n") if value else _pending(c, chunk_size, total).splitlines())
         return [json.loads(line) for line in lines[offset - first * chunk_size : end - first * chunk_size]]
 
-    async def unfinished_items(
-        self, job_id: str, chunks: int, chunk_size: int
-    ) -> tuple[list[Any], dict[int, bytes]] | None:
+    async def unfinished_items(self, job_id: str, chunks: int, chunk_size: int) -> BatchItems | None:
         """The inputs of every item that did not succeed (failed, or never ran), in index order,
         with their images renumbered from 0; None when some were no longer stored (expired)."""
         rows: list[Any] = []
@@ -137,7 +155,7 @@ class AsyncBatchStore:
                     images[len(rows)] = pixels
                     row = {"image": len(rows)}
                 rows.append(row)
-        return rows, images
+        return BatchItems(rows, images)
 
     async def stream(self, job_id: str, chunks: int, chunk_size: int, total: int) -> AsyncIterator[bytes]:
         """Every result as NDJSON, one chunk in memory at a time."""
@@ -179,9 +197,9 @@ class BatchStore:
         failed: int,
         predict_ms: float,
         image_indexes: Sequence[int] = (),
-    ) -> tuple[bool, bool, str | None]:
+    ) -> ChunkRecorded:
         """Record a chunk's results, one NDJSON line per item in input order, ``failed`` of them
-        failed. Returns (counted, job finished now, status after)."""
+        failed."""
         res = self._chunk_done(
             keys=[job_key(job_id), done_key(job_id), out_key(job_id, chunk), in_key(job_id, chunk)],
             args=[
@@ -199,7 +217,7 @@ class BatchStore:
         if image_indexes and not failed:
             self.binary.delete(*[image_key(job_id, i) for i in image_indexes])
         if res is None:
-            return False, False, None
+            return ChunkRecorded(counted=False, final=False, status=None)
         if not res[0]:
-            return False, False, res[1]
-        return True, bool(res[1]), res[4]
+            return ChunkRecorded(counted=False, final=False, status=res[1])
+        return ChunkRecorded(counted=True, final=bool(res[1]), status=res[4])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -111,20 +112,31 @@ class Job(BaseModel):
     request_id: str | None = None  # of the request that created it: the worker's log lines carry it
 
 
-def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
+@dataclass(frozen=True)
+class StatusChange:
+    """A compare-and-set to apply: ``fields`` set if the job's status is still one of ``allowed``."""
+
+    allowed: tuple[JobStatus, ...]
+    fields: dict[str, Any]
+
+
+def deadline_transition(job: Job, now: float) -> StatusChange | None:
     """Cancel-After: a job not started by its deadline is ``aborted``; one still running is ``canceled``.
-    Returns (statuses it may move from, fields to set), or None when the deadline does not apply."""
+    None when the deadline does not apply."""
     if job.deadline_at is None or now < job.deadline_at or job.status.is_terminal():
         return None
     started = job.status is JobStatus.RUNNING
-    return (job.status,), {
-        "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
-        "completed_at": now,
-        "error": {
-            "code": ErrorCode.DEADLINE_EXCEEDED,
-            "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
+    return StatusChange(
+        (job.status,),
+        {
+            "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
+            "completed_at": now,
+            "error": {
+                "code": ErrorCode.DEADLINE_EXCEEDED,
+                "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
+            },
         },
-    }
+    )
 
 
 class JobUrls(BaseModel):

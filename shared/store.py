@@ -162,6 +162,33 @@ from shared.redis_connection import redis_client as redis_client  # noqa: E402
 
 
 @dataclass(frozen=True)
+class StoredJob:
+    """A job's record and its input, read together; ``job`` is None when there is no record."""
+
+    job: Job | None
+    stored_input: Any  # the JSON as submitted; a claim check is ``{"$blob": key}`` (``resolve_inputs``)
+
+
+@dataclass(frozen=True)
+class SubmittedInput:
+    """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
+
+    value: Any
+    pixels: bytes | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One compare-and-set of ``JobStore.transition_many``: ``fields`` applied if the job's status
+    is in ``allowed``; ``snapshot`` (the record as it will be) rides in the event."""
+
+    job_id: str
+    allowed: tuple[JobStatus, ...]
+    fields: dict[str, Any]
+    snapshot: Job | None = None
+
+
+@dataclass(frozen=True)
 class NewJob:
     """A job to write: its record, its input, and an image's pixels (stored as a claim check)."""
 
@@ -264,14 +291,14 @@ class AsyncJobStore:
             raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
         raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
 
-    async def stored_input(self, job_id: str, binary: aredis.Redis) -> tuple[Any, bytes | None]:
+    async def stored_input(self, job_id: str, binary: aredis.Redis) -> SubmittedInput:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
         raw = await self.r.hget(job_key(job_id), "input")
         value = json.loads(raw) if raw else None
         if not has_blob(value):
-            return value, None
+            return SubmittedInput(value, None)
         pixels = await binary.get(value.pop(BLOB_REF))
-        return value, pixels
+        return SubmittedInput(value, pixels)
 
     async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:
         """Apply ``fields`` if the job's status is in ``allowed``; returns the status before, or
@@ -357,26 +384,26 @@ class JobStore:
         self._transition = client.register_script(TRANSITION_LUA)
 
     def get(self, job_id: str) -> Job | None:
-        return self.get_with_input(job_id)[0]
+        return self.get_with_input(job_id).job
 
-    def get_with_input(self, job_id: str) -> tuple[Job | None, Any]:
+    def get_with_input(self, job_id: str) -> StoredJob:
         """The job and its input in one round trip (the input is a field of the same hash); a
         claim check comes back as ``{"$blob": key}``, for ``resolve_inputs``."""
         return self.get_many_with_input([job_id])[0]
 
-    def get_many_with_input(self, job_ids: Sequence[str]) -> list[tuple[Job | None, Any]]:
+    def get_many_with_input(self, job_ids: Sequence[str]) -> list[StoredJob]:
         """``get_with_input`` for many jobs, in one round trip."""
         with self.r.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.hgetall(job_key(job_id))
                 pipe.lrange(deliveries_key(job_id), 0, -1)
             replies = pipe.execute()
-        out: list[tuple[Job | None, Any]] = []
+        out: list[StoredJob] = []
         for raw, deliveries in zip(replies[::2], replies[1::2], strict=True):
             if not raw:
-                out.append((None, None))
+                out.append(StoredJob(None, None))
             else:
-                out.append((decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None))
+                out.append(StoredJob(decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None))
         return out
 
     def resolve_inputs(self, values: Sequence[Any]) -> list[Any]:
@@ -406,12 +433,12 @@ class JobStore:
 
     def transition_many(
         self,
-        moves: Sequence[tuple[str, tuple[JobStatus, ...], dict[str, Any], Job | None]],
+        moves: Sequence[Transition],
         *,
         drop_blobs: Sequence[str] = (),
         before: Callable[[Any], None] | None = None,
     ) -> list[bool]:
-        """Many ``transition`` calls (job id, allowed, fields, snapshot) in one round trip; whether
+        """Many ``transition`` calls in one round trip; whether
         each applied. ``before`` adds commands ahead of them (a cache write), ``drop_blobs`` deletes
         claim checks after them."""
         if not moves and not drop_blobs:
@@ -420,9 +447,9 @@ class JobStore:
             if before is not None:
                 before(pipe)
             first = len(pipe.command_stack)
-            for job_id, allowed, fields, snapshot in moves:
-                args = transition_args(allowed, fields, job_id, snapshot)
-                self._transition(keys=[job_key(job_id)], args=args, client=pipe)
+            for move in moves:
+                args = transition_args(move.allowed, move.fields, move.job_id, move.snapshot)
+                self._transition(keys=[job_key(move.job_id)], args=args, client=pipe)
             for job_id in drop_blobs:
                 pipe.delete(blob_key(job_id))
             replies = pipe.execute()

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from shared.batch_store import ChunkRecorded
 from shared.manifests import ModelManifest
 
 log = logging.getLogger(__name__)
@@ -134,16 +135,16 @@ def record_job_finished(model: str, fields: Mapping[str, Any] | None) -> None:
         FAILURES.labels(model=model, code=_code(fields.get("error"))).inc()
 
 
-def record_chunk(model: str, results: Iterable[Mapping[str, Any]], counted: bool, final: bool, status: Any) -> None:
+def record_chunk(model: str, results: Iterable[Mapping[str, Any]], recorded: ChunkRecorded) -> None:
     """A batch chunk recorded: its failed items by error code (once: a redelivered chunk that was
     already counted is not), and the batch's terminal status when this chunk was its last."""
-    if not counted:
+    if not recorded.counted:
         return
     for result in results:
         if result.get("status") == "failed":
             FAILURES.labels(model=model, code=_code(result.get("error"))).inc()
-    if final:
-        JOBS.labels(model=model, status=str(status or "unknown")).inc()
+    if recorded.final:
+        JOBS.labels(model=model, status=str(recorded.status or "unknown")).inc()
 
 
 def _code(error: Any) -> str:

@@ -189,8 +189,9 @@ class Sweeper:
             start = chunk * (job.chunk_size or 0)
             rows = range(start, start + meta.get("n", 0))
             lines = [json.dumps({"index": i, "status": "failed", "error": POISON}) for i in rows]
-            failed, final, _ = self._batches.complete_chunk(job_id, chunk, lines, len(lines), 0.0)
-            if final:
+            recorded = self._batches.complete_chunk(job_id, chunk, lines, len(lines), 0.0)
+            failed = recorded.counted
+            if recorded.final:
                 self._notify(job_id)
         self._scheduler.release(queue, [member])
         if failed:

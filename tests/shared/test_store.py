@@ -35,7 +35,7 @@ def test_create_writes_record_indexes_and_tombstone_all_with_ttls(redis_settings
     for key in (job_key(job.id), tomb_key(job.id), INDEX_ALL):
         assert r.ttl(key) > 0, key
     assert r.ttl(tomb_key(job.id)) > r.ttl(job_key(job.id))
-    assert JobStore(redis_client(redis_settings)).get_with_input(job.id)[1] == [1, 2, 3, 4]
+    assert JobStore(redis_client(redis_settings)).get_with_input(job.id).stored_input == [1, 2, 3, 4]
 
 
 def test_expired_job_is_gone_not_unknown(redis_settings):
