@@ -35,6 +35,7 @@ from shared.batch_store import BatchStore
 from shared.celery_messages import ticket_message
 from shared.errors import ErrorCode
 from shared.jobs import JobStatus, WebhookEvent
+from shared.presence import WorkerPresence
 from shared.queues import MODEL_QUEUES
 from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
 from shared.scheduler import Scheduler, parse_member
@@ -77,7 +78,8 @@ def runner_alive(client: redis.Redis, runner: str, cache: dict[str, bool]) -> bo
     if runner not in cache:
         hostname, _, incarnation = runner.partition("#")
         raw = client.get(worker_key(hostname)) if hostname else None
-        cache[runner] = bool(raw) and json.loads(raw).get("incarnation") == incarnation
+        presence = WorkerPresence.parse(raw) if raw else None
+        cache[runner] = presence is not None and presence.incarnation == incarnation
     return cache[runner]
 
 
