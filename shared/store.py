@@ -131,6 +131,39 @@ def decode_job(raw: dict[str, str], deliveries: list[str] | None = None) -> Job:
     return Job.model_validate(data)
 
 
+def decode_input(value: str | None) -> Any:
+    """A job's stored input (the ``input`` field, JSON); None for a record without one."""
+    return json.loads(value) if value else None
+
+
+# Reading jobs: both stores queue the same commands on a pipeline (redis-py queues a command
+# synchronously on its sync and its async pipeline alike) and decode the replies the same way.
+AnyPipeline = redis.client.Pipeline | aredis.client.Pipeline
+
+
+def queue_reads(pipe: AnyPipeline, job_ids: Sequence[str], *, deliveries: bool = True) -> None:
+    """Queue the reads of jobs' records (and their webhook delivery logs) for ``decode_reads``."""
+    for job_id in job_ids:
+        pipe.hgetall(job_key(job_id))
+        if deliveries:
+            pipe.lrange(deliveries_key(job_id), 0, -1)
+
+
+def decode_reads(replies: Sequence[Any], *, deliveries: bool = True, with_input: bool = False) -> list[StoredJob]:
+    """The replies of ``queue_reads`` (with the same ``deliveries``), one record per job id; the
+    stored input is decoded only ``with_input`` (listing many jobs does not pay for their inputs)."""
+    step = 2 if deliveries else 1
+    out: list[StoredJob] = []
+    for k in range(0, len(replies), step):
+        raw = replies[k]
+        if not raw:
+            out.append(StoredJob(None, None))
+            continue
+        job = decode_job(raw, replies[k + 1] if deliveries else None)
+        out.append(StoredJob(job, decode_input(raw.get("input")) if with_input else None))
+    return out
+
+
 def job_fields(job: Job) -> dict[str, Any]:
     fields = job.model_dump(mode="json", exclude_none=True, exclude={"progress", "deliveries"})
     fields["status"] = job.status
@@ -281,11 +314,10 @@ class AsyncJobStore:
 
     async def get(self, job_id: str) -> Job:
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hgetall(job_key(job_id))
-            pipe.lrange(deliveries_key(job_id), 0, -1)
-            raw, deliveries = await pipe.execute()
-        if raw:
-            return decode_job(raw, deliveries)
+            queue_reads(pipe, [job_id])
+            [stored] = decode_reads(await pipe.execute())
+        if stored.job is not None:
+            return stored.job
         tomb = await self.r.get(tomb_key(job_id))
         if tomb is not None:
             raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
@@ -293,8 +325,7 @@ class AsyncJobStore:
 
     async def stored_input(self, job_id: str, binary: aredis.Redis) -> SubmittedInput:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
-        raw = await self.r.hget(job_key(job_id), "input")
-        value = json.loads(raw) if raw else None
+        value = decode_input(await self.r.hget(job_key(job_id), "input"))
         if not has_blob(value):
             return SubmittedInput(value, None)
         pixels = await binary.get(value.pop(BLOB_REF))
@@ -354,15 +385,14 @@ class AsyncJobStore:
             if not ids:
                 return found, None
             async with self.r.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.hgetall(job_key(job_id))
-                records = await pipe.execute()
-            for job_id, raw in zip(ids, records, strict=True):
+                queue_reads(pipe, ids, deliveries=False)
+                records = decode_reads(await pipe.execute(), deliveries=False)
+            for job_id, stored in zip(ids, records, strict=True):
                 scanned += 1
-                if not raw:
+                job = stored.job
+                if job is None:
                     await self.r.zrem(index, job_id)  # aged out
                     continue
-                job = decode_job(raw)
                 if (
                     (status is None or job.status == status)
                     and (model is None or job.model == model)
@@ -394,17 +424,8 @@ class JobStore:
     def get_many_with_input(self, job_ids: Sequence[str]) -> list[StoredJob]:
         """``get_with_input`` for many jobs, in one round trip."""
         with self.r.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hgetall(job_key(job_id))
-                pipe.lrange(deliveries_key(job_id), 0, -1)
-            replies = pipe.execute()
-        out: list[StoredJob] = []
-        for raw, deliveries in zip(replies[::2], replies[1::2], strict=True):
-            if not raw:
-                out.append(StoredJob(None, None))
-            else:
-                out.append(StoredJob(decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None))
-        return out
+            queue_reads(pipe, job_ids)
+            return decode_reads(pipe.execute(), with_input=True)
 
     def resolve_inputs(self, values: Sequence[Any]) -> list[Any]:
         """Claim checks replaced by their bytes (None where they expired), in one round trip; any
