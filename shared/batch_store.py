@@ -24,6 +24,7 @@ import redis.asyncio as aredis
 
 from shared import fastjson
 from shared.errors import ErrorCode
+from shared.redis_connection import binary_or_none, text, text_or_none
 from shared.redis_keys import EVENTS_CHANNEL, done_key, image_key, in_key, job_key, out_key, queue_keys
 from shared.scheduler import Ranked, register_enqueue
 from shared.store import Enqueue, push_work
@@ -129,7 +130,7 @@ class AsyncBatchStore:
         raw = await self.r.mget([out_key(job_id, c) for c in range(first, last + 1)])
         lines: list[str] = []
         for c, value in zip(range(first, last + 1), raw, strict=True):
-            lines.extend(value.split("\n") if value else _pending(c, chunk_size, total).splitlines())
+            lines.extend(text(value).split("\n") if value else _pending(c, chunk_size, total).splitlines())
         return [json.loads(line) for line in lines[offset - first * chunk_size : end - first * chunk_size]]
 
     async def unfinished_items(self, job_id: str, chunks: int, chunk_size: int) -> BatchItems | None:
@@ -138,7 +139,8 @@ class AsyncBatchStore:
         rows: list[Any] = []
         images: dict[int, bytes] = {}
         for c in range(chunks):
-            done, raw = await self.r.get(out_key(job_id, c)), await self.binary.get(in_key(job_id, c))
+            done = text_or_none(await self.r.get(out_key(job_id, c)))
+            raw = binary_or_none(await self.binary.get(in_key(job_id, c)))
             results = [json.loads(line) for line in done.split("\n")] if done else None
             wanted = [i for i, item in enumerate(results) if item["status"] != "succeeded"] if results else None
             if wanted == []:
@@ -149,7 +151,7 @@ class AsyncBatchStore:
             for i in wanted if wanted is not None else range(len(chunk_rows)):
                 row = chunk_rows[i]
                 if isinstance(row, dict) and set(row) == {"image"}:
-                    pixels = await self.binary.get(image_key(job_id, c * chunk_size + i))
+                    pixels = binary_or_none(await self.binary.get(image_key(job_id, c * chunk_size + i)))
                     if pixels is None:
                         return None
                     images[len(rows)] = pixels
@@ -160,7 +162,7 @@ class AsyncBatchStore:
     async def stream(self, job_id: str, chunks: int, chunk_size: int, total: int) -> AsyncIterator[bytes]:
         """Every result as NDJSON, one chunk in memory at a time."""
         for c in range(chunks):
-            value = await self.r.get(out_key(job_id, c))
+            value = text_or_none(await self.r.get(out_key(job_id, c)))
             yield (value + "\n" if value else _pending(c, chunk_size, total)).encode()
 
 
@@ -179,15 +181,16 @@ class BatchStore:
         self._chunk_done = client.register_script(CHUNK_DONE_LUA)
 
     def is_done(self, job_id: str, chunk: int) -> bool:
-        return bool(self.r.sismember(done_key(job_id), chunk))
+        return bool(self.r.sismember(done_key(job_id), str(chunk)))
 
     def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
         """The chunk's inputs (None once the chunk is done)."""
-        raw = self.binary.get(in_key(job_id, chunk))  # bytes, as the parser takes them
+        raw = binary_or_none(self.binary.get(in_key(job_id, chunk)))  # bytes, as the parser takes them
         return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:
-        return self.binary.mget([image_key(job_id, i) for i in indexes]) if indexes else []
+        replies = self.binary.mget([image_key(job_id, i) for i in indexes]) if indexes else []
+        return [binary_or_none(pixels) for pixels in replies]
 
     def complete_chunk(
         self,

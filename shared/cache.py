@@ -15,6 +15,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
+from shared.redis_connection import text
 from shared.redis_keys import CACHE_STATS, cache_entry
 
 STATS_TTL_S = 7 * 86400  # refreshed on every lookup: counters of a model nobody asks for age out
@@ -49,6 +50,6 @@ async def stats(client: aredis.Redis) -> dict[str, dict[str, int]]:
     """{model: {"hits": n, "lookups": n}}."""
     out: dict[str, dict[str, int]] = {}
     for field, value in (await client.hgetall(CACHE_STATS)).items():
-        model, _, kind = field.rpartition(":")
+        model, _, kind = text(field).rpartition(":")
         out.setdefault(model, {"hits": 0, "lookups": 0})[kind] = int(value)
     return out

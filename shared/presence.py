@@ -24,6 +24,7 @@ from typing import Any
 
 import redis.asyncio as aredis
 
+from shared.redis_connection import texts
 from shared.redis_keys import WORKERS, worker_key
 
 LOADED, LOADING, FAILED = "loaded", "loading", "failed"
@@ -156,7 +157,7 @@ def parse_all(values: list[Any]) -> list[WorkerPresence]:
 
 async def live_workers(client: aredis.Redis, interval_s: float) -> list[WorkerPresence]:
     ttl = presence_ttl(interval_s)
-    hosts: list[str] = await client.zrangebyscore(WORKERS, time.time() - ttl, "+inf")
+    hosts = texts(await client.zrangebyscore(WORKERS, time.time() - ttl, "+inf"))
     if not hosts:
         return []
     values = await client.mget([worker_key(h) for h in hosts])

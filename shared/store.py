@@ -35,6 +35,7 @@ import redis.asyncio as aredis
 import redis.asyncio.retry
 import redis.backoff
 import redis.retry
+from redis.typing import EncodableT, FieldT
 
 from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
@@ -91,8 +92,9 @@ def tombstone_owner(value: str) -> str | None:
     alone), which then answers 410 only to keys that see every job."""
     with contextlib.suppress(ValueError):
         data = json.loads(value)
-        if isinstance(data, dict) and isinstance(data.get("owner"), str):
-            return data["owner"]
+        owner = data.get("owner") if isinstance(data, dict) else None
+        if isinstance(owner, str):
+            return owner
     return None
 
 
@@ -112,7 +114,7 @@ return {1, cur}
 _PRIVATE_FIELDS = ("input", "runner")
 
 
-def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+def encode_fields(fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
     return {k: (v.value if k == "status" else json.dumps(v, allow_nan=False)) for k, v in fields.items()}
 
 
@@ -174,7 +176,7 @@ def job_fields(job: Job) -> dict[str, Any]:
 
 def transition_args(
     allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_id: str, snapshot: Job | None = None
-) -> list[str]:
+) -> list[EncodableT]:
     """Script arguments; ``snapshot`` (the record as it will be) rides in the event, so a waiting
     request can answer without reading the job back."""
     allowed_s = "|" + "|".join(s.value for s in allowed) + "|"
@@ -182,7 +184,7 @@ def transition_args(
     if snapshot is not None:
         event["job"] = snapshot.model_dump(mode="json", exclude={"deliveries"})
     event_json = json.dumps(event)
-    flat: list[str] = []
+    flat: list[EncodableT] = []
     for k, v in encode_fields(fields).items():
         flat += [k, v]
     return [allowed_s, EVENTS_CHANNEL, event_json, *flat]
@@ -191,6 +193,7 @@ def transition_args(
 # The clients are built in ``shared.redis_connection`` (a plain Redis or a Sentinel group); these
 # names stay importable from here.
 from shared.redis_connection import async_redis_client as async_redis_client  # noqa: E402
+from shared.redis_connection import binary_or_none, text, text_or_none, texts  # noqa: E402
 from shared.redis_connection import redis_client as redis_client  # noqa: E402
 
 
@@ -296,7 +299,7 @@ class AsyncJobStore:
         return Ranked.from_reply(replies[at]) if at is not None else None
 
     async def _existing_for_key(self, key: str, request_hash: str | None) -> Job:
-        marker = await self.r.get(idem_key(key)) or " "
+        marker = text_or_none(await self.r.get(idem_key(key))) or " "
         job_id, _, stored_hash = marker.partition(" ")
         if stored_hash != request_hash:
             raise Conflict(
@@ -304,9 +307,9 @@ class AsyncJobStore:
             )
         # The first request may still be writing its record: give it a moment.
         for _ in range(20):
-            raw = await self.r.hgetall(job_key(job_id))
-            if raw:
-                return decode_job(raw)
+            [stored] = decode_reads([await self.r.hgetall(job_key(job_id))], deliveries=False)
+            if stored.job is not None:
+                return stored.job
             await asyncio.sleep(0.05)
         raise Conflict(
             "the request with this Idempotency-Key is still being created", code=ErrorCode.IDEMPOTENCY_IN_FLIGHT
@@ -320,15 +323,15 @@ class AsyncJobStore:
             return stored.job
         tomb = await self.r.get(tomb_key(job_id))
         if tomb is not None:
-            raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
+            raise Gone(f"job {job_id} has expired", owner=tombstone_owner(text(tomb)))
         raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
 
     async def stored_input(self, job_id: str, binary: aredis.Redis) -> SubmittedInput:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
-        value = decode_input(await self.r.hget(job_key(job_id), "input"))
+        value = decode_input(text_or_none(await self.r.hget(job_key(job_id), "input")))
         if not has_blob(value):
             return SubmittedInput(value, None)
-        pixels = await binary.get(value.pop(BLOB_REF))
+        pixels = binary_or_none(await binary.get(value.pop(BLOB_REF)))
         return SubmittedInput(value, pixels)
 
     async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:
@@ -381,7 +384,7 @@ class AsyncJobStore:
         found: list[Job] = []
         scanned = 0
         while scanned < LIST_SCAN_CAP:
-            ids = await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50))
+            ids = texts(await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50)))
             if not ids:
                 return found, None
             async with self.r.pipeline(transaction=False) as pipe:

@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.presence import WorkerPresence, parse_all
-from shared.redis_connection import redis_client
+from shared.redis_connection import redis_client, texts
 from shared.redis_keys import WORKERS, worker_key
 from shared.settings import Settings, get_settings
 
@@ -42,7 +42,7 @@ def local_workers(
     client = redis_client(settings.model_copy(update={"redis_socket_timeout_s": timeout_s}))
     client.set_retry(Retry(NoBackoff(), 0))  # one try: the container runtime calls again soon
     try:
-        names = [n for n in client.zrange(WORKERS, 0, -1) if is_local(n, hostnames)]
+        names = [n for n in texts(client.zrange(WORKERS, 0, -1)) if is_local(n, hostnames)]
         values = client.mget([worker_key(n) for n in names]) if names else []
     finally:
         client.close()

@@ -37,6 +37,7 @@ from shared.errors import ErrorCode
 from shared.jobs import JobStatus, WebhookEvent
 from shared.presence import WorkerPresence
 from shared.queues import MODEL_QUEUES
+from shared.redis_connection import text, texts
 from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
 from shared.scheduler import Scheduler, parse_member
 from shared.settings import Settings
@@ -141,7 +142,7 @@ class Sweeper:
     def _recover(self, queue: str, now: float, alive: dict[str, bool], report: SweepReport) -> None:
         bound_s = self.settings.task_time_limit_s + self.settings.recover_after_s
         raw = self.r.hgetall(queue_keys(queue).claimed)
-        for member, claim in raw.items():
+        for member, claim in ((text(m), text(c)) for m, c in raw.items()):
             runner, _, at = claim.rpartition("|")
             if runner_alive(self.r, runner, alive):
                 if now - float(at or 0) <= bound_s:
@@ -211,7 +212,7 @@ class Sweeper:
 
     def _fail_unqueued(self, queue: str, now: float, report: SweepReport) -> None:
         pending = queue_keys(queue).pending
-        for job_id in self.r.zrangebyscore(pending, "-inf", now - self.settings.recover_after_s):
+        for job_id in texts(self.r.zrangebyscore(pending, "-inf", now - self.settings.recover_after_s)):
             fields = {
                 "status": JobStatus.FAILED,
                 "completed_at": now,
