@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from api.backlog import info
 from api.body import media_type, read_form, read_json
@@ -171,7 +171,7 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
     return sub
 
 
-def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
+def _json_submission(body: Any, schema: type[SubmitOptions]) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code=ErrorCode.INVALID_REQUEST)
     request = _validated(schema, body)

@@ -96,16 +96,12 @@ class ModelManifest(BaseModel):
             }
         names = self.feature_names
         number = {"type": "number"}
-        named = {
-            "type": "object",
-            "additionalProperties": False,
-            "required": names,
-            "properties": {
-                n: dict(number, description=f.description) for n, f in zip(names, self.input.features, strict=True)
-            },
+        properties: dict[str, dict[str, Any]] = {
+            n: dict(number, description=f.description) for n, f in zip(names, self.input.features, strict=True)
         }
         for key in self.input.echo:
-            named["properties"][key] = {"type": ["string", "integer"]}
+            properties[key] = {"type": ["string", "integer"]}
+        named = {"type": "object", "additionalProperties": False, "required": names, "properties": properties}
         positional = {"type": "array", "items": number, "minItems": len(names), "maxItems": len(names)}
         return {"oneOf": [named, positional]}
 
@@ -285,9 +281,12 @@ class ModelRepository:
             return
         files: dict[str, tuple[str, Any]] = {}
         for path, signature in sorted(listing.items()):
-            parse = _MANIFEST_PATH.fullmatch(path) and _parse_manifest
-            parse = parse or (_ROUTING_PATH.fullmatch(path) and Routing.model_validate_json)
-            if not parse:
+            parse: Callable[[bytes], ModelManifest | Routing] | None = None
+            if _MANIFEST_PATH.fullmatch(path):
+                parse = _parse_manifest
+            elif _ROUTING_PATH.fullmatch(path):
+                parse = Routing.model_validate_json
+            if parse is None:
                 continue
             cached = self._files.get(path)
             if cached and cached[0] == signature:

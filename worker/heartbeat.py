@@ -31,7 +31,8 @@ def advertised_address(settings: Settings) -> str:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.connect((host, port))
-            return s.getsockname()[0]
+            address: str = s.getsockname()[0]  # typeshed: Any (the address's shape depends on the family)
+            return address
     except OSError:  # a name that does not resolve yet, no route: the host name still says where
         return ""
 

@@ -164,6 +164,6 @@ def record_predictions(manifest: ModelManifest, results: Iterable[Any]) -> None:
         if "is_anomaly" in result:
             label = "anomaly" if result["is_anomaly"] else "normal"
         else:
-            label = result.get("label")
-            label = label if isinstance(label, str) and label in known else "other"
+            named = result.get("label")
+            label = named if isinstance(named, str) and named in known else "other"
         OUTPUTS.labels(manifest.name, version, label).inc()

@@ -30,7 +30,8 @@ from worker.families import Predictor
 
 log = logging.getLogger(__name__)
 
-Unit = tuple[list[Any], Future]
+Pass = tuple[list[Any], float]  # each item's output (or its exception), and the pass's milliseconds
+Unit = tuple[list[Any], Future[Pass]]  # inputs queued for the next pass, and where its result goes
 T = TypeVar("T")
 
 
@@ -64,7 +65,7 @@ class Batcher:
                 return self._forward(prepared)
             finally:
                 self._model_lock.release()
-        future: Future = Future()
+        future: Future[Pass] = Future()
         self._queue.put((prepared, future))
         return future.result()
 

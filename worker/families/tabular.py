@@ -107,7 +107,7 @@ def compiled_predict_proba(model: Any, manifest: ModelManifest) -> Proba | None:
             x -= mean
         if scale is not None:
             x /= scale
-        scores = x @ coef_t + intercept
+        scores: np.ndarray = x @ coef_t + intercept  # (the fitted arrays come from scikit-learn, untyped)
         scores -= scores.max(axis=1).reshape(-1, 1)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1).reshape(-1, 1)
