@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 from fastapi import Request
 
 from api.deps import state_of
 from shared import fastjson
 from shared.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from shared.fastjson import JsonValue
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -51,7 +50,7 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> JsonValue:
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {kind or 'no content type'}")

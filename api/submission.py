@@ -42,6 +42,7 @@ from shared.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from shared.fastjson import JsonValue
 from shared.jobs import (
     VERSION_MAX,
     BatchCreate,
@@ -171,7 +172,7 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
     return sub
 
 
-def _json_submission(body: Any, schema: type[SubmitOptions]) -> Submission:
+def _json_submission(body: JsonValue, schema: type[SubmitOptions]) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code=ErrorCode.INVALID_REQUEST)
     request = _validated(schema, body)
@@ -253,7 +254,11 @@ async def check_webhook(state: ApiState, sub: Submission) -> WebhookSpec | None:
 
 
 async def new_job(
-    state: ApiState, model: str, sub: Submission, options: Options, **fields: Any
+    state: ApiState,
+    model: str,
+    sub: Submission,
+    options: Options,
+    **fields: Any,  # more Job fields
 ) -> tuple[ModelManifest, Job]:
     """Resolve the version and build the record (not yet written)."""
     manifest = await state.fleet.resolve(state.repository, model, sub.version)
@@ -324,7 +329,7 @@ async def create_job(
     blob = None
     if prepared is not None:
         job_input, blob = prepared.value, prepared.pixels
-        normalized: Any = blob
+        normalized: JsonValue | bytes = blob  # what the cache key hashes
     elif sub.images:
         filename, data = sub.images[0]
         blob = await decode_image(state, manifest, data)
@@ -359,7 +364,7 @@ async def create_job(
     return Created(job, created, place)
 
 
-async def create_cached(state: ApiState, job: Job, output: Any, options: Options) -> Created:
+async def create_cached(state: ApiState, job: Job, output: JsonValue, options: Options) -> Created:
     """A cache hit: the job is written already succeeded and no task is sent."""
     now = time.time()
     total_ms = round((now - job.created_at) * 1000, 3)
@@ -438,7 +443,7 @@ async def create_batch(
     return Created(job, True, info(ranked.ahead[0], ranked.drain_rate))
 
 
-def _is_image_row(row: Any) -> bool:
+def _is_image_row(row: JsonValue) -> bool:
     return isinstance(row, dict) and "image" in row
 
 
@@ -446,7 +451,7 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
     """JSON rows as they are; images decoded now (one that fails becomes that item's error)."""
     if not sub.images:
         return BatchItems(list(sub.inputs or ()))
-    rows: list[Any] = []
+    rows: list[JsonValue] = []
     images: dict[int, bytes] = {}
     for index, (_, data) in enumerate(sub.images):
         try:

@@ -24,6 +24,7 @@ import redis.asyncio as aredis
 
 from shared import fastjson
 from shared.errors import ErrorCode
+from shared.fastjson import JsonValue
 from shared.redis_connection import binary_or_none, text, text_or_none
 from shared.redis_keys import EVENTS_CHANNEL, done_key, image_key, in_key, job_key, out_key, queue_keys
 from shared.scheduler import Ranked, register_enqueue
@@ -70,7 +71,7 @@ class BatchItems:
     """A batch's items ready to store: rows in input order (an image row is ``{"image": i}``) and
     the decoded pixels of image ``i``."""
 
-    rows: list[Any]
+    rows: list[JsonValue]
     images: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -99,7 +100,7 @@ class AsyncBatchStore:
         self._enqueue = register_enqueue(client)
 
     async def write_inputs(
-        self, job_id: str, chunks: Iterable[list[Any]], images: dict[int, bytes] | None, work: Enqueue
+        self, job_id: str, chunks: Iterable[list[JsonValue]], images: dict[int, bytes] | None, work: Enqueue
     ) -> Ranked:
         """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer;
         then the chunks are queued, so no worker looks for an input not yet written. The batch's
@@ -136,7 +137,7 @@ class AsyncBatchStore:
     async def unfinished_items(self, job_id: str, chunks: int, chunk_size: int) -> BatchItems | None:
         """The inputs of every item that did not succeed (failed, or never ran), in index order,
         with their images renumbered from 0; None when some were no longer stored (expired)."""
-        rows: list[Any] = []
+        rows: list[JsonValue] = []
         images: dict[int, bytes] = {}
         for c in range(chunks):
             done = text_or_none(await self.r.get(out_key(job_id, c)))
@@ -183,7 +184,7 @@ class BatchStore:
     def is_done(self, job_id: str, chunk: int) -> bool:
         return bool(self.r.sismember(done_key(job_id), str(chunk)))
 
-    def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
+    def read_inputs(self, job_id: str, chunk: int) -> list[JsonValue] | None:
         """The chunk's inputs (None once the chunk is done)."""
         raw = binary_or_none(self.binary.get(in_key(job_id, chunk)))  # bytes, as the parser takes them
         return None if raw is None else fastjson.loads(raw)

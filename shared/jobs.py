@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 
 from shared.errors import ErrorCode
+from shared.fastjson import JsonValue
 from shared.routing import ALIAS_MAX, ALIAS_RE, AliasName
 from shared.scheduler import Priority
 
@@ -93,7 +94,7 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     completed_at: float | None = None
-    output: Any = None
+    output: JsonValue = None
     error: JobError | None = None
     progress: JobProgress | None = None
     metrics: JobMetrics = Field(default_factory=JobMetrics)
@@ -172,7 +173,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
-    output: Any
+    output: JsonValue
     error: JobError | None
     progress: JobProgress | None
     metrics: JobMetrics
@@ -298,7 +299,7 @@ class SubmitOptions(BaseModel):
 
     @field_validator("version", mode="before")
     @classmethod
-    def _version_or_alias(cls, value: Any) -> Any:
+    def _version_or_alias(cls, value: JsonValue) -> JsonValue:
         """One clear message for every wrong shape (the union would report its int branch only)."""
         number = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= VERSION_MAX
         if value is None or number or (isinstance(value, str) and ALIAS_RE.fullmatch(value)):
@@ -312,10 +313,10 @@ class SubmitOptions(BaseModel):
 class JobCreate(SubmitOptions):
     """The JSON body of ``POST /v1/models/{model}/jobs``."""
 
-    input: Any = Field(..., description="A named object of features or a positional array.")
+    input: JsonValue = Field(..., description="A named object of features or a positional array.")
 
 
 class BatchCreate(SubmitOptions):
     """The JSON body of ``POST /v1/models/{model}/batches``."""
 
-    inputs: list[Any] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")
+    inputs: list[JsonValue] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")

@@ -279,7 +279,7 @@ class ModelRepository:
             log.warning("repository.list_failed url=%s (serving the last listing)", self.url, exc_info=True)
             self._scanned_at = time.monotonic()
             return
-        files: dict[str, tuple[str, Any]] = {}
+        files: dict[str, tuple[str, ModelManifest | Routing | str]] = {}  # path -> (signature, parsed or why not)
         for path, signature in sorted(listing.items()):
             parse: Callable[[bytes], ModelManifest | Routing] | None = None
             if _MANIFEST_PATH.fullmatch(path):

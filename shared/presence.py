@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,7 @@ class ModelState:
         return self.status == LOADED
 
     @classmethod
-    def parse(cls, raw: Any) -> ModelState:
+    def parse(cls, raw: object) -> ModelState:
         if not isinstance(raw, Mapping):
             return cls(FAILED, error="unreadable presence entry")
         error, load_ms = raw.get("error"), raw.get("load_ms")
@@ -66,7 +66,7 @@ class ModelState:
         return out
 
 
-def parse_models(raw: Any) -> dict[str, dict[str, ModelState]]:
+def parse_models(raw: object) -> dict[str, dict[str, ModelState]]:
     """``{name: {version: state}}`` from its JSON (versions are strings on the wire)."""
     if not isinstance(raw, Mapping):
         return {}
@@ -92,18 +92,20 @@ class WorkerPresence:
     heartbeat_at: float | None = None
 
     @classmethod
-    def parse(cls, raw: str | bytes | Mapping[str, Any]) -> WorkerPresence | None:
-        """The presence a heartbeat wrote; None when it is not one (no hostname, not JSON)."""
+    def parse(cls, raw: object) -> WorkerPresence | None:
+        """The presence a heartbeat wrote (its JSON, or that decoded); None when it is not one (no
+        hostname, not JSON)."""
         try:
             data = json.loads(raw) if isinstance(raw, str | bytes) else raw
         except ValueError:
             return None
-        if not isinstance(data, Mapping) or not isinstance(data.get("hostname"), str):
+        hostname = data.get("hostname") if isinstance(data, Mapping) else None
+        if not isinstance(data, Mapping) or not isinstance(hostname, str):
             return None
         queues = data.get("queues")
         pid = data.get("pid")
         return cls(
-            hostname=data["hostname"],
+            hostname=hostname,
             host=_str_or_none(data.get("host")),
             address=_str_or_none(data.get("address")),
             pid=pid if isinstance(pid, int) else None,
@@ -141,15 +143,15 @@ class WorkerPresence:
         return not queues.isdisjoint(self.queues)
 
 
-def _str_or_none(value: Any) -> str | None:
+def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _float_or_none(value: Any) -> float | None:
+def _float_or_none(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def parse_all(values: list[Any]) -> list[WorkerPresence]:
+def parse_all(values: Iterable[object]) -> list[WorkerPresence]:
     """The presences among ``values`` (an MGET's replies: None for a key that just expired)."""
     parsed = (WorkerPresence.parse(v) for v in values if v)
     return [p for p in parsed if p is not None]

@@ -182,7 +182,7 @@ class _ClosedTransportIsConnectionError:
     dying, a failover): the same event as a reset connection, so it is raised as one (a 503 in the
     API, retried once like any connection error; nothing was written)."""
 
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # redis-py's signature
         try:
             await super().send_packed_command(command, check_health)  # type: ignore[misc]
         except RuntimeError as exc:
@@ -204,7 +204,7 @@ class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, aredi
     """Sentinel's master discovery with the blocking pool's wait for a free connection."""
 
 
-def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
+def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:  # more redis.asyncio.Redis options
     """A client on a blocking pool: past ``redis_max_connections`` a request waits for a free
     connection (up to ``redis_pool_timeout_s``) instead of failing with "Too many connections"."""
     options: dict[str, Any] = {

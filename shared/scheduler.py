@@ -44,6 +44,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT
 
 from shared.redis_keys import queue_keys
 
@@ -199,8 +201,8 @@ return dropped
 """
 
 
-def _enqueue_args(items: Sequence[Work], now: float, step: float, ttl_s: int) -> list[Any]:
-    args: list[Any] = [repr(now), repr(step), ttl_s, len(items)]
+def _enqueue_args(items: Sequence[Work], now: float, step: float, ttl_s: int) -> list[EncodableT]:
+    args: list[EncodableT] = [repr(now), repr(step), ttl_s, len(items)]
     for item in items:
         args += [item.member, item.share_key, item.priority.rank, item.rows, repr(float(item.weight))]
     return args
@@ -283,7 +285,13 @@ class Scheduler:
 
 
 async def enqueue(
-    pipe: Any, script: Any, queue: str, items: Sequence[Work], now: float, step: float, ttl_s: int
+    pipe: aredis.client.Pipeline,
+    script: AsyncScript,
+    queue: str,
+    items: Sequence[Work],
+    now: float,
+    step: float,
+    ttl_s: int,
 ) -> None:
     """Add ``items`` to ``queue``'s line in the caller's (asyncio) pipeline; its reply is the drain
     rate then each item's rank (``Ranked.from_reply``)."""
@@ -300,11 +308,11 @@ class Ranked:
     drain_rate: float
 
     @classmethod
-    def from_reply(cls, reply: list[Any]) -> Ranked:
+    def from_reply(cls, reply: list[Any]) -> Ranked:  # the script's reply: numbers, as redis-py returns them
         return cls([int(r) for r in reply[1:]], float(reply[0]))
 
 
-def register_enqueue(client: aredis.Redis) -> Any:
+def register_enqueue(client: aredis.Redis) -> AsyncScript:
     return client.register_script(ENQUEUE_LUA)
 
 

@@ -35,9 +35,11 @@ import redis.asyncio as aredis
 import redis.asyncio.retry
 import redis.backoff
 import redis.retry
+from redis.commands.core import AsyncScript
 from redis.typing import EncodableT, FieldT
 
 from shared.errors import Conflict, ErrorCode, Gone, NotFound
+from shared.fastjson import JsonValue
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.redis_keys import (
     EVENTS_CHANNEL,
@@ -66,7 +68,9 @@ class Enqueue:
     tickets: Sequence[str]  # message bodies (``shared.celery_messages.ticket_message``)
 
 
-async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: float, ttl_s: int) -> int:
+async def push_work(
+    pipe: aredis.client.Pipeline, script: AsyncScript, work: Enqueue, now: float, step: float, ttl_s: int
+) -> int:
     """Queue ``work`` in the caller's pipeline; returns the index of the reply that ranks it."""
     at = len(pipe.command_stack)
     await enqueue(pipe, script, work.queue, work.items, now, step, ttl_s)
@@ -78,7 +82,7 @@ async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: flo
 BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
 
 
-def has_blob(value: Any) -> bool:
+def has_blob(value: JsonValue) -> bool:
     """Whether a stored input is a claim check (its bytes live under their own key)."""
     return isinstance(value, dict) and BLOB_REF in value
 
@@ -133,7 +137,7 @@ def decode_job(raw: dict[str, str], deliveries: list[str] | None = None) -> Job:
     return Job.model_validate(data)
 
 
-def decode_input(value: str | None) -> Any:
+def decode_input(value: str | None) -> JsonValue:
     """A job's stored input (the ``input`` field, JSON); None for a record without one."""
     return json.loads(value) if value else None
 
@@ -151,7 +155,12 @@ def queue_reads(pipe: AnyPipeline, job_ids: Sequence[str], *, deliveries: bool =
             pipe.lrange(deliveries_key(job_id), 0, -1)
 
 
-def decode_reads(replies: Sequence[Any], *, deliveries: bool = True, with_input: bool = False) -> list[StoredJob]:
+def decode_reads(
+    replies: Sequence[Any],  # a pipeline's replies (redis-py types them list[Any])
+    *,
+    deliveries: bool = True,
+    with_input: bool = False,
+) -> list[StoredJob]:
     """The replies of ``queue_reads`` (with the same ``deliveries``), one record per job id; the
     stored input is decoded only ``with_input`` (listing many jobs does not pay for their inputs)."""
     step = 2 if deliveries else 1
@@ -202,14 +211,14 @@ class StoredJob:
     """A job's record and its input, read together; ``job`` is None when there is no record."""
 
     job: Job | None
-    stored_input: Any  # the JSON as submitted; a claim check is ``{"$blob": key}`` (``resolve_inputs``)
+    stored_input: JsonValue  # as submitted; a claim check is ``{"$blob": key}`` (``resolve_inputs``)
 
 
 @dataclass(frozen=True)
 class SubmittedInput:
     """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
 
-    value: Any
+    value: JsonValue
     pixels: bytes | None
 
 
@@ -229,7 +238,7 @@ class NewJob:
     """A job to write: its record, its input, and an image's pixels (stored as a claim check)."""
 
     job: Job
-    job_input: Any
+    job_input: JsonValue
     blob: bytes | None = None
 
 
@@ -243,7 +252,7 @@ class AsyncJobStore:
         self._enqueue = register_enqueue(client)
 
     async def create(
-        self, job: Job, job_input: Any, idempotency_key: str | None = None, blob: bytes | None = None
+        self, job: Job, job_input: JsonValue, idempotency_key: str | None = None, blob: bytes | None = None
     ) -> tuple[Job, bool]:
         """Write the record of a job that is queued elsewhere (a batch, whose chunks follow) or
         finished already (a cache hit). Returns (job, created). A queued one is marked pending, so
@@ -430,7 +439,7 @@ class JobStore:
             queue_reads(pipe, job_ids)
             return decode_reads(pipe.execute(), with_input=True)
 
-    def resolve_inputs(self, values: Sequence[Any]) -> list[Any]:
+    def resolve_inputs(self, values: Sequence[JsonValue]) -> list[JsonValue | bytes | None]:
         """Claim checks replaced by their bytes (None where they expired), in one round trip; any
         other input as it is."""
         keys = [value[BLOB_REF] for value in values if has_blob(value)]
@@ -460,7 +469,7 @@ class JobStore:
         moves: Sequence[Transition],
         *,
         drop_blobs: Sequence[str] = (),
-        before: Callable[[Any], None] | None = None,
+        before: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> list[bool]:
         """Many ``transition`` calls in one round trip; whether
         each applied. ``before`` adds commands ahead of them (a cache write), ``drop_blobs`` deletes

@@ -32,7 +32,7 @@ from kombu.transport import redis as kombu_redis
 
 
 class Channel(kombu_redis.Channel):
-    _sync_client: Any = None
+    _sync_client: redis.Redis | None = None
 
     # kombu's own _create_client is unannotated, and a super() call escapes mypy's
     # untyped_calls_exclude (pyproject): hence the two ignores below.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import ErrorCode, MlqueueError
-from shared.fastjson import dumps_strict
+from shared.fastjson import JsonValue, dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.logging import bound
 from shared.manifests import ImageInput
@@ -92,7 +92,9 @@ def _is_image(ctx: WorkerContext, job: Job) -> bool:
     return manifest is not None and isinstance(manifest.input, ImageInput)
 
 
-def predict_lines(ctx: WorkerContext, job: Job, rows: list[Any], start: int, image_indexes: list[int]) -> ChunkLines:
+def predict_lines(
+    ctx: WorkerContext, job: Job, rows: list[JsonValue], start: int, image_indexes: list[int]
+) -> ChunkLines:
     """Each row's result item as one NDJSON line, in input order (the first has index ``start``)."""
     try:
         model = ctx.runtime.get(job.model, job.version)
@@ -107,7 +109,7 @@ def predict_lines(ctx: WorkerContext, job: Job, rows: list[Any], start: int, ima
     return ChunkLines(lines, [result for result in out.results if result["status"] == "failed"], out.predict_ms)
 
 
-def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> ChunkLines | None:
+def _fast_lines(model: LoadedModel, rows: list[JsonValue], start: int) -> ChunkLines | None:
     """The common batch, every row valid and positional, when the family offers it (``prepare_many``
     and ``predict_json``): validated in one pass, outputs formatted from the model's arrays. None
     when it does not apply, and the rows go the general way, which names each bad row."""
@@ -131,7 +133,7 @@ def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> ChunkLines |
 
 
 def predict_rows(
-    ctx: WorkerContext, job: Job, model: LoadedModel, rows: list[Any], image_indexes: list[int]
+    ctx: WorkerContext, job: Job, model: LoadedModel, rows: list[JsonValue], image_indexes: list[int]
 ) -> RowResults:
     """One result per row, in order."""
     if image_indexes:  # image rows are claim checks; rows with an "error" failed to decode in the API

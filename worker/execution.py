@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
 from shared import cache
 from shared.errors import ErrorCode, MlqueueError
+from shared.fastjson import JsonValue
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
 from shared.store import Transition, has_blob
 from shared.webhook_events import wants_event
@@ -40,7 +43,7 @@ class Started:
     """A job this worker may run: its record as moved to ``running``, and its stored input."""
 
     job: Job
-    stored_input: Any  # as ``JobStore.get_with_input`` reads it (a claim check still unresolved)
+    stored_input: JsonValue  # as ``JobStore.get_with_input`` reads it (a claim check still unresolved)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def finish_many(ctx: WorkerContext, results: Sequence[Outcome]) -> list[JobStatu
         if r.job.cache_key and r.fields["status"] is JobStatus.SUCCEEDED
     ]
 
-    def write_cache(pipe: Any) -> None:  # in the same round trip, ahead of the final writes
+    def write_cache(pipe: redis.client.Pipeline) -> None:  # in the same round trip, ahead of the final writes
         for key, output in cached if ttl else ():
             cache.store(pipe, key, output, ttl)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
@@ -89,7 +90,7 @@ OUTPUTS = Counter(
 )
 MAX_LABELS = 50  # label values per model version, whatever a manifest lists
 
-_server: Any = None
+_server: WSGIServer | None = None
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
@@ -147,12 +148,12 @@ def record_chunk(model: str, results: Iterable[Mapping[str, Any]], recorded: Chu
         JOBS.labels(model=model, status=str(recorded.status or "unknown")).inc()
 
 
-def _code(error: Any) -> str:
+def _code(error: object) -> str:
     code = error.get("code") if isinstance(error, Mapping) else None
     return code if isinstance(code, str) and code else "unknown"
 
 
-def record_predictions(manifest: ModelManifest, results: Iterable[Any]) -> None:
+def record_predictions(manifest: ModelManifest, results: Iterable[object]) -> None:
     """One forward pass's results (an output dict, or the exception that is the item's error)."""
     version = str(manifest.version)
     known = set(manifest.labels[:MAX_LABELS]) | {"unknown"}

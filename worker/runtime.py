@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import ErrorCode, InvalidInput, MlqueueError, NotFound
+from shared.fastjson import JsonValue
 from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
@@ -32,7 +33,7 @@ class LoadedModel:
     batcher: Batcher
     load_ms: float
 
-    def predict_many(self, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+    def predict_many(self, raw_inputs: list[JsonValue | bytes | None]) -> tuple[list[Any], float]:
         """One forward pass (with whatever else the batcher holds) for many inputs: each one's
         output, or the exception that is its error (an ``MlqueueError`` when the input was missing
         or could not be read, any other exception from the pass itself); and the pass's ms."""
@@ -138,7 +139,9 @@ class ModelRuntime:
         prepared = model.predictor.prepare(raw_input)
         return model.batcher.run(prepared)
 
-    def predict_many(self, name: str, version: int, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+    def predict_many(
+        self, name: str, version: int, raw_inputs: list[JsonValue | bytes | None]
+    ) -> tuple[list[Any], float]:
         """``LoadedModel.predict_many`` of this model version; raises ``MlqueueError`` when it is
         not available here."""
         return self.get(name, version).predict_many(raw_inputs)

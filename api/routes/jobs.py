@@ -188,7 +188,7 @@ async def read_results(
     principal: Reader,
     offset: Annotated[int, Query(ge=0, le=MAX_RESULTS_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
+) -> Any:  # a StreamingResponse, or the page as JSON (typed Any so FastAPI infers no response model)
     """A batch's results in input order, paged; `Accept: application/x-ndjson` streams all of them."""
     job = await read(state, job_id, principal)
     if "application/x-ndjson" in request.headers.get("accept", ""):
