@@ -378,11 +378,12 @@ async def create_cached(state: ApiState, job: Job, output: JsonValue, options: O
             "metrics": JobMetrics(queue_ms=0.0, predict_ms=0.0, total_ms=total_ms),
         }
     )
-    job, created = await state.store.create(job, None, options.idempotency_scope)
-    if created:
+    recorded = await state.store.create(job, None, options.idempotency_scope)
+    job = recorded.job
+    if recorded.created:
         record_job_created(job.model, job.kind.value)
         await notify(state, job, WebhookEvent.COMPLETED)
-    return Created(job, created)
+    return Created(job, recorded.created)
 
 
 async def create_batch(
@@ -419,8 +420,9 @@ async def create_batch(
         check_input_kind(manifest, sub)
     await state.backlog.admit(job.queue, options.share_key, options.weight, len(bounds))
     batch_items = prepared or await _batch_rows(state, manifest, sub)
-    job, created = await state.store.create(job, None, options.idempotency_scope)
-    if not created:
+    recorded = await state.store.create(job, None, options.idempotency_scope)
+    job = recorded.job
+    if not recorded.created:
         return Created(await wait_for_terminal(state, job, options.wait_s), False)
     headers = request_headers()
     tickets = [ticket_message(state.publisher, job.queue, headers) for _ in range(min(len(bounds), TICKETS_PER_BATCH))]

@@ -71,10 +71,17 @@ def chunk_member(job_id: str, chunk: int) -> str:
     return f"{job_id}.{chunk}"
 
 
-def parse_member(member: str) -> tuple[str, int | None]:
-    """A member back to (job id, chunk or None)."""
+@dataclass(frozen=True)
+class MemberId:
+    """What a line's member names: a single job, or one chunk of a batch job."""
+
+    job_id: str
+    chunk: int | None  # None for a single job
+
+
+def parse_member(member: str) -> MemberId:
     job_id, _, chunk = member.partition(".")
-    return job_id, int(chunk) if chunk else None
+    return MemberId(job_id, int(chunk) if chunk else None)
 
 
 @dataclass(frozen=True)
@@ -216,11 +223,11 @@ class Claim:
 
     @property
     def job_id(self) -> str:
-        return parse_member(self.member)[0]
+        return parse_member(self.member).job_id
 
     @property
     def chunk(self) -> int | None:
-        return parse_member(self.member)[1]
+        return parse_member(self.member).chunk
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,24 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """A job as ``AsyncJobStore.create`` left it, and whether this call wrote it (an
+    Idempotency-Key replay returns the job the key already holds)."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of ``AsyncJobStore.list``: the jobs, newest first, and the cursor of the next page
+    (None on the last)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class NewJob:
     """A job to write: its record, its input, and an image's pixels (stored as a claim check)."""
 
@@ -253,18 +271,18 @@ class AsyncJobStore:
 
     async def create(
         self, job: Job, job_input: JsonValue, idempotency_key: str | None = None, blob: bytes | None = None
-    ) -> tuple[Job, bool]:
+    ) -> Recorded:
         """Write the record of a job that is queued elsewhere (a batch, whose chunks follow) or
-        finished already (a cache hit). Returns (job, created). A queued one is marked pending, so
+        finished already (a cache hit). A queued one is marked pending, so
         a sweeper fails it if the API dies before its chunks are queued.
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
         if idempotency_key is not None:
             existing = await self.claim_idempotency(job, idempotency_key)
             if existing is not None:
-                return existing, False
+                return Recorded(existing, created=False)
         await self.create_many([NewJob(job, job_input, blob)])
-        return job, True
+        return Recorded(job, created=True)
 
     async def claim_idempotency(self, job: Job, idempotency_key: str) -> Job | None:
         """Reserve ``idempotency_key`` for ``job``; the job that holds it already, if one does
@@ -385,7 +403,7 @@ class AsyncJobStore:
         cursor: str | None,
         owner: str | None = None,
         reason: str | None = None,
-    ) -> tuple[list[Job], str | None]:
+    ) -> JobPage:
         """Jobs newest first (only ``owner``'s when given; only those whose error has the code
         ``reason``, e.g. ``poison_job``, the dead letters); the cursor is the last id of the previous page."""
         index = owner_index(owner) if owner else model_index(model) if model else INDEX_ALL
@@ -395,7 +413,7 @@ class AsyncJobStore:
         while scanned < LIST_SCAN_CAP:
             ids = texts(await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50)))
             if not ids:
-                return found, None
+                return JobPage(found, None)
             async with self.r.pipeline(transaction=False) as pipe:
                 queue_reads(pipe, ids, deliveries=False)
                 records = decode_reads(await pipe.execute(), deliveries=False)
@@ -412,9 +430,9 @@ class AsyncJobStore:
                 ):
                     found.append(job)
                 if len(found) == limit:
-                    return found, job.id
+                    return JobPage(found, job.id)
             upper = f"({ids[-1]}"
-        return found, upper[1:]
+        return JobPage(found, upper[1:])
 
 
 class JobStore:

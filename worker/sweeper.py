@@ -178,7 +178,8 @@ class Sweeper:
     def _dead_letter(self, queue: str, member: str, now: float) -> bool:
         """Delivered too often: fail it (a single job; a chunk's every item) and forget it. False
         when it had finished meanwhile (its last run ended just before its worker died)."""
-        job_id, chunk = parse_member(member)
+        named = parse_member(member)
+        job_id, chunk = named.job_id, named.chunk
         job = self._store.get(job_id)
         meta = self._scheduler.meta(queue, member) or {}
         failed = False

@@ -152,10 +152,8 @@ async def list_jobs(
 ) -> JobsPublic:
     """List jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     owner = None if principal.can_see_all else principal.owner
-    jobs, next_cursor = await state.store.list(
-        status=status, model=model, limit=limit, cursor=cursor, owner=owner, reason=reason
-    )
-    return JobsPublic(jobs=[JobPublic.from_job(j) for j in jobs], next_cursor=next_cursor)
+    page = await state.store.list(status=status, model=model, limit=limit, cursor=cursor, owner=owner, reason=reason)
+    return JobsPublic(jobs=[JobPublic.from_job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 409, 410, 422))

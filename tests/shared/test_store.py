@@ -91,9 +91,9 @@ def test_transitions_publish_events(redis_settings):
 
 def test_idempotency_key_replays_or_conflicts(redis_settings):
     async def scenario(store: AsyncJobStore):
-        first, created = await store.create(make_job(request_hash="h1"), [1], "key-1")
-        replay, created_again = await store.create(make_job(request_hash="h1"), [1], "key-1")
-        assert created and not created_again and replay.id == first.id
+        first = await store.create(make_job(request_hash="h1"), [1], "key-1")
+        replay = await store.create(make_job(request_hash="h1"), [1], "key-1")
+        assert first.created and not replay.created and replay.job.id == first.job.id
         with pytest.raises(Conflict, match="different request"):
             await store.create(make_job(request_hash="h2"), [2], "key-1")
 
@@ -111,13 +111,13 @@ def test_list_is_newest_first_filtered_and_paged(redis_settings):
         await store.cancel(created[0].id)
         newest_first = [j.id for j in reversed(created)]
 
-        page1, cursor = await store.list(status=None, model=None, limit=4, cursor=None)
-        page2, end = await store.list(status=None, model=None, limit=4, cursor=cursor)
-        assert [j.id for j in page1 + page2] == newest_first and end is None
+        page1 = await store.list(status=None, model=None, limit=4, cursor=None)
+        page2 = await store.list(status=None, model=None, limit=4, cursor=page1.next_cursor)
+        assert [j.id for j in page1.jobs + page2.jobs] == newest_first and page2.next_cursor is None
 
-        iris, _ = await store.list(status=None, model="iris", limit=10, cursor=None)
-        assert [j.id for j in iris] == [j.id for j in reversed(created) if j.model == "iris"]
-        canceled, _ = await store.list(status=JobStatus.CANCELED, model=None, limit=10, cursor=None)
-        assert [j.id for j in canceled] == [created[0].id]
+        iris = await store.list(status=None, model="iris", limit=10, cursor=None)
+        assert [j.id for j in iris.jobs] == [j.id for j in reversed(created) if j.model == "iris"]
+        canceled = await store.list(status=JobStatus.CANCELED, model=None, limit=10, cursor=None)
+        assert [j.id for j in canceled.jobs] == [created[0].id]
 
     run(with_store(redis_settings, scenario))
