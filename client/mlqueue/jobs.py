@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
+from mlqueue._types import JsonValue
 from mlqueue.errors import ConnectionFailed, StreamTimeout, WaitTimeout
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class BaseJob:
         return self.status == "succeeded"
 
     @property
-    def output(self) -> Any:
+    def output(self) -> JsonValue:
         return self.data.get("output")
 
     @property
