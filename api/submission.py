@@ -80,8 +80,8 @@ class Submission:
     """One request to create a job: from a JSON body or a multipart upload, single or batch."""
 
     version: int | str | None = None  # a number or an alias (``shared.routing``)
-    input: Any = None  # single JSON job
-    inputs: list[Any] | None = None  # JSON batch
+    input: JsonValue = None  # single JSON job
+    inputs: list[JsonValue] | None = None  # JSON batch
     images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
     webhook: str | None = None
     webhook_events: list[WebhookEvent] | None = None

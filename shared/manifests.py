@@ -183,7 +183,7 @@ class ModelRepository:
         self.cache_dir = cache_dir
         self._lock = threading.RLock()
         self._scanned_at = -math.inf
-        self._files: dict[str, tuple[str, Any]] = {}  # relative path → (signature, parsed or error)
+        self._files: dict[str, tuple[str, ModelManifest | Routing | str]] = {}  # path → (signature, parsed or error)
         self._models: dict[str, dict[int, ModelManifest]] = {}
         self._routing: dict[str, Routing] = {}
         self.errors: dict[str, str] = {}

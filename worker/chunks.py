@@ -140,7 +140,7 @@ def predict_rows(
         pixels = iter(ctx.batches.read_images(job.id, image_indexes))
         rows = [row if "error" in row else next(pixels) for row in rows]
     results: list[dict[str, Any]] = [{} for _ in rows]  # every slot is filled below
-    inputs: list[Any] = []
+    inputs: list[JsonValue | bytes | None] = []  # an image row's pixels are bytes (None once expired)
     positions: list[int] = []
     for i, row in enumerate(rows):
         if isinstance(row, dict) and set(row) == {"error"}:

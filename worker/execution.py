@@ -61,7 +61,7 @@ class _Move:
 
     index: int
     job: Job
-    stored_input: Any
+    stored_input: JsonValue
     running: dict[str, Any]
 
 

@@ -48,7 +48,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
         self._thread.start()
 
-    def run(self, prepared: Any) -> tuple[dict[str, Any], float]:
+    def run(self, prepared: Prepared) -> tuple[dict[str, Any], float]:
         """Predict one prepared input; returns (output, milliseconds of the forward pass)."""
         (result,), elapsed_ms = self.run_many([prepared])
         if isinstance(result, BaseException):
