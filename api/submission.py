@@ -22,7 +22,7 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from api.backlog import info
-from api.body import media_type, read_form, read_json
+from api.body import Form, Upload, media_type, read_form, read_json
 from api.decoding import decode_within_budget
 from api.deps import ApiState
 from api.lifecycle import await_terminal, notify, wait_for_terminal
@@ -82,7 +82,7 @@ class Submission:
     version: int | str | None = None  # a number or an alias (``shared.routing``)
     input: JsonValue = None  # single JSON job
     inputs: list[JsonValue] | None = None  # JSON batch
-    images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
+    images: list[Upload] = field(default_factory=list)
     webhook: str | None = None
     webhook_events: list[WebhookEvent] | None = None
     priority: Priority | None = None  # as asked; ``Options.priority_for`` decides
@@ -163,8 +163,8 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if media_type(request) == "multipart/form-data":
         file_field, max_files = ("files", settings.max_batch_rows) if batch else ("file", 1)
-        fields, uploads = await read_form(request, limit, file_field=file_field, max_files=max_files)
-        sub = _form_submission(fields, uploads, file_field)
+        form = await read_form(request, limit, file_field=file_field, max_files=max_files)
+        sub = _form_submission(form, file_field)
     else:
         body = await read_json(request, limit)
         sub = _json_submission(body, BatchCreate if batch else JobCreate)
@@ -208,8 +208,9 @@ def parse_version(text: str) -> int | str:
     return int(text)
 
 
-def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], file_field: str) -> Submission:
-    if not uploads:
+def _form_submission(form: Form, file_field: str) -> Submission:
+    fields = form.fields
+    if not form.uploads:
         raise InvalidInput(
             f"multipart request has no file: send images as the form field '{file_field}'", code=ErrorCode.FILE_REQUIRED
         )
@@ -224,7 +225,7 @@ def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], f
     options = _validated(SubmitOptions, data)
     return Submission(
         version=options.version,
-        images=uploads,
+        images=form.uploads,
         webhook=options.webhook,
         webhook_events=options.webhook_events_filter,
         priority=options.priority,
@@ -331,9 +332,9 @@ async def create_job(
         job_input, blob = prepared.value, prepared.pixels
         normalized: JsonValue | bytes = blob  # what the cache key hashes
     elif sub.images:
-        filename, data = sub.images[0]
-        blob = await decode_image(state, manifest, data)
-        job_input = {"filename": filename[:200], "bytes": len(data)}
+        upload = sub.images[0]
+        blob = await decode_image(state, manifest, upload.data)
+        job_input = {"filename": upload.filename[:200], "bytes": len(upload.data)}
         normalized = blob
     else:
         normalized = validate_features(manifest, sub.input)
@@ -455,9 +456,9 @@ async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission)
         return BatchItems(list(sub.inputs or ()))
     rows: list[JsonValue] = []
     images: dict[int, bytes] = {}
-    for index, (_, data) in enumerate(sub.images):
+    for index, upload in enumerate(sub.images):
         try:
-            images[index] = await decode_image(state, manifest, data)
+            images[index] = await decode_image(state, manifest, upload.data)
             rows.append({"image": index})
         except MlqueueError as exc:
             rows.append({"error": {"code": exc.code, "message": exc.detail}})
