@@ -1,6 +1,7 @@
 """The job store against a real Redis."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -9,7 +10,15 @@ import redis
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, new_job_id
 from shared.redis_keys import EVENTS_CHANNEL, INDEX_ALL, job_key, tomb_key
-from shared.store import AsyncJobStore, JobStore, async_redis_client, redis_client
+from shared.store import (
+    AsyncJobStore,
+    JobStore,
+    async_redis_client,
+    decode_reads,
+    encode_fields,
+    job_fields,
+    redis_client,
+)
 
 
 def make_job(model: str = "iris", **kw) -> Job:
@@ -18,6 +27,21 @@ def make_job(model: str = "iris", **kw) -> Job:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def test_both_stores_decode_reads_the_same_way_records_inputs_and_missing_jobs():
+    job = make_job()
+    raw = {**encode_fields(job_fields(job)), "input": "[1, 2]"}
+    delivery = json.dumps(
+        {"webhook_id": "msg_1", "event": "job.completed", "attempt": 1, "at": "2026-01-01T00:00:00", "status_code": 200}
+    )
+    replies = [raw, [delivery], {}, []]  # queue_reads: a record and its deliveries, per job
+    found, missing = decode_reads(replies, with_input=True)
+    assert found.job is not None and found.job.id == job.id and found.stored_input == [1, 2]
+    assert [d.status_code for d in found.job.deliveries] == [200]
+    assert missing.job is None and missing.stored_input is None
+    [listed] = decode_reads([raw], deliveries=False)  # a listing reads no delivery logs, nor inputs
+    assert listed.job == job and listed.stored_input is None
 
 
 async def with_store(settings, fn):
