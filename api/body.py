@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import anyio
 from fastapi import Request
@@ -10,6 +10,7 @@ from fastapi import Request
 from api.deps import state_of
 from shared import fastjson
 from shared.errors import BadRequest, ErrorCode, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from shared.fastjson import JsonValue
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -51,7 +52,7 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> JsonValue:
     kind = media_type(request)
     if kind != "application/json" and not kind.endswith("+json"):
         raise UnsupportedMediaType(f"expected application/json, got {kind or 'no content type'}")
@@ -69,10 +70,24 @@ async def read_json(request: Request, limit: int) -> Any:
 MAX_FORM_FIELDS = 20
 
 
-async def read_form(
-    request: Request, limit: int, *, file_field: str, max_files: int
-) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
-    """A multipart form: (text fields, [(filename, bytes)] of the ``file_field`` parts)."""
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file: the name the client gave it, and its bytes as sent."""
+
+    filename: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Form:
+    """A multipart form: its text fields, and the files of its ``file_field`` parts in order."""
+
+    fields: dict[str, str]
+    uploads: list[Upload]
+
+
+async def read_form(request: Request, limit: int, *, file_field: str, max_files: int) -> Form:
+    """A multipart form, at most ``max_files`` files (only in ``file_field``)."""
     await read_capped(request, limit)
     try:
         form = await request.form(max_files=max_files, max_fields=MAX_FORM_FIELDS)
@@ -81,14 +96,14 @@ async def read_form(
             f"malformed multipart body: {getattr(exc, 'detail', exc)}", code=ErrorCode.INVALID_MULTIPART
         ) from exc
     fields: dict[str, str] = {}
-    uploads: list[tuple[str, bytes]] = []
+    uploads: list[Upload] = []
     for key, value in form.multi_items():
         if isinstance(value, str):
             fields[key] = value
         elif key == file_field:
-            uploads.append((value.filename or "", await value.read()))
+            uploads.append(Upload(value.filename or "", await value.read()))
         else:
             raise BadRequest(
                 f"unexpected file field {key!r}; send images as {file_field!r}", code=ErrorCode.INVALID_MULTIPART
             )
-    return fields, uploads
+    return Form(fields, uploads)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import redis.asyncio as aredis
 from celery import Celery
@@ -14,10 +14,14 @@ from api.decoding import PixelBudget
 from api.events import JobEvents
 from api.fleet import Fleet
 from api.group_commit import GroupCommit
+from api.ratelimit import RateLimiter
 from shared.batch_store import AsyncBatchStore
 from shared.manifests import ModelRepository
 from shared.settings import Settings
 from shared.store import AsyncJobStore
+
+if TYPE_CHECKING:  # api.security depends on this module
+    from api.security import ApiKey
 
 
 @dataclass
@@ -30,15 +34,16 @@ class ApiState:
     publisher: Celery
     fleet: Fleet
     batches: AsyncBatchStore
-    api_keys: dict[str, Any]  # sha256 → api.security.ApiKey
-    limiter: Any  # api.ratelimit.RateLimiter
+    api_keys: dict[str, ApiKey]  # by the sha256 of the key
+    limiter: RateLimiter
     pixel_budget: PixelBudget
     groups: GroupCommit  # single jobs are written through it, with those submitted at the same time
     backlog: Backlog  # admission control and a queued job's place in line
 
 
 def state_of(request: Request) -> ApiState:
-    return request.app.state.mlqueue
+    state: ApiState = request.app.state.mlqueue  # Starlette's State holds its attributes untyped
+    return state
 
 
 async def get_state(request: Request) -> ApiState:

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 RESYNC: dict[str, Any] = {"resync": True}
 
+# What a subscriber receives: the events' JSON ({"id", "status", "job"?}), or RESYNC after a reconnect.
+EventQueue = asyncio.Queue[dict[str, Any]]
+
 
 class JobEvents:
     def __init__(self, client: aredis.Redis) -> None:
         self.client = client
-        self._waiters: dict[str, set[asyncio.Queue]] = {}
-        self._task: asyncio.Task | None = None
+        self._waiters: dict[str, set[EventQueue]] = {}
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="job-events")
@@ -47,8 +50,8 @@ class JobEvents:
                 task.result()
 
     @contextlib.contextmanager
-    def subscribe(self, job_id: str) -> Iterator[asyncio.Queue]:
-        q: asyncio.Queue = asyncio.Queue()
+    def subscribe(self, job_id: str) -> Iterator[EventQueue]:
+        q: EventQueue = asyncio.Queue()
         self._waiters.setdefault(job_id, set()).add(q)
         try:
             yield q

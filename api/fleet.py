@@ -8,14 +8,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import anyio
 import redis.asyncio as aredis
 
 from shared.errors import ErrorCode, Unavailable
 from shared.manifests import ModelManifest, ModelRepository
-from shared.presence import live_workers
+from shared.presence import WorkerPresence, live_workers
 from shared.queues import MODEL_QUEUES, Queue
 
 MODEL_QUEUE_NAMES = {q.value for q in MODEL_QUEUES}
@@ -42,7 +41,7 @@ class Fleet:
         self.client = client
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_age_s = max_age_s
-        self._workers: list[dict[str, Any]] = []
+        self._workers: list[WorkerPresence] = []
         self._read_at = -1e9
 
     @property
@@ -50,7 +49,7 @@ class Fleet:
         """A model's load state reaches the API with the next heartbeat: worth asking again then."""
         return {"Retry-After": str(max(1, math.ceil(self.heartbeat_interval_s)))}
 
-    async def workers(self, fresh: bool = False) -> list[dict[str, Any]]:
+    async def workers(self, fresh: bool = False) -> list[WorkerPresence]:
         if fresh or time.monotonic() - self._read_at > self.max_age_s:
             self._workers = await live_workers(self.client, self.heartbeat_interval_s)
             self._read_at = time.monotonic()
@@ -59,8 +58,8 @@ class Fleet:
     async def consumers(self, fresh: bool = False) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for w in await self.workers(fresh):
-            for q in w.get("queues", []):
-                out.setdefault(q, []).append(w["hostname"])
+            for q in w.queues:
+                out.setdefault(q, []).append(w.hostname)
         return out
 
     async def queue_for(self, manifest: ModelManifest) -> str:
@@ -81,18 +80,18 @@ class Fleet:
         await listed(repository)
         manifest = repository.get(name, pinned)  # 404 for unknown names, versions and aliases
         routing = repository.routing(name) if pinned is None else None
-        workers = [w for w in await self.workers() if set(w.get("queues", ())) & MODEL_QUEUE_NAMES]
+        workers = [w for w in await self.workers() if w.consumes(MODEL_QUEUE_NAMES)]
         if not workers:
             routed = routing.pick() if routing else None
             return repository.get(name, routed) if routed else manifest
         loaded: set[int] = set()
         errors: list[str] = []
         for w in workers:
-            for version, info in w.get("models", {}).get(name, {}).items():
-                if info.get("status") == "loaded":
+            for version, info in w.versions(name).items():
+                if info.loaded:
                     loaded.add(int(version))
                 else:
-                    errors.append(f"v{version} on {w['hostname']}: {info.get('error', 'failed')}")
+                    errors.append(f"v{version} on {w.hostname}: {info.error or 'failed'}")
         why = f" ({'; '.join(errors[:3])})" if errors else ""
         if pinned is not None:
             if manifest.version not in loaded:

@@ -10,6 +10,7 @@ import time
 import anyio
 
 from api.deps import ApiState
+from api.events import EventQueue
 from api.security import Principal
 from shared.errors import Conflict, ErrorCode, Gone, NotFound
 from shared.jobs import Job, WebhookEvent, deadline_transition, is_job_id
@@ -47,7 +48,7 @@ async def read_job(state: ApiState, job_id: str, principal: Principal | None = N
     change = deadline_transition(job, time.time())
     if change is not None:
         with contextlib.suppress(Conflict):  # a worker moved it meanwhile: its state stands
-            await state.store.transition(job_id, *change)
+            await state.store.transition(job_id, change.allowed, change.fields)
             job = await state.store.get(job_id)
             await notify(state, job, WebhookEvent.COMPLETED)
         job = await state.store.get(job_id)
@@ -86,7 +87,7 @@ async def wait_for_terminal(state: ApiState, job: Job, timeout_s: float) -> Job:
         return await await_terminal(state, job, events, timeout_s)
 
 
-async def await_terminal(state: ApiState, job: Job, events: asyncio.Queue, timeout_s: float) -> Job:
+async def await_terminal(state: ApiState, job: Job, events: EventQueue, timeout_s: float) -> Job:
     """Wait on an existing subscription. A terminal event carries the finished record, so the answer
     needs no read, except for a job with a webhook, whose delivery log the event does not carry."""
     loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from api.metrics import (
     LIVE_WORKERS,
@@ -22,12 +22,15 @@ from shared.jobs import job_id_created_at
 from shared.queues import MODEL_QUEUES, Queue
 from shared.scheduler import queue_state
 
+if TYPE_CHECKING:
+    from api.deps import ApiState
+
 log = logging.getLogger(__name__)
 
 OLDEST_SCAN = 10  # messages looked at from the queue's tail to find one with a ULID id
 
 
-def message_created_s(raw: Any) -> float | None:
+def message_created_s(raw: str | bytes) -> float | None:
     """When the job behind a queued kombu message was created: ``headers.id`` is the job id (single
     jobs) or ``{job_id}.{chunk}`` (batch chunks), a ULID whose first characters are its creation time."""
     try:
@@ -49,7 +52,7 @@ class QueueSampler:
     def __init__(self) -> None:
         self._first_seen: dict[str, tuple[str, float]] = {}  # queue -> (raw message, first seen at)
 
-    async def sample(self, state: Any) -> None:
+    async def sample(self, state: ApiState) -> None:
         try:
             await self._sample(state)
         except Exception as exc:  # noqa: BLE001 - the HTTP metrics still answer when Redis is down
@@ -61,7 +64,7 @@ class QueueSampler:
             return
         QUEUE_SCRAPE_OK.set(1)
 
-    async def _sample(self, state: Any) -> None:
+    async def _sample(self, state: ApiState) -> None:
         """Model queues from the scheduler's line (``shared.scheduler``); the webhooks queue, a
         plain Celery queue, from its list."""
         now = time.time()
@@ -85,7 +88,7 @@ class QueueSampler:
             QUEUE_CONSUMERS.labels(queue=name).set(live)
             QUEUE_WAITING_WITHOUT_CONSUMER.labels(queue=name).set(depth if live == 0 else 0)
 
-    def _oldest_age(self, queue: str, tail: list[Any], now: float) -> float:
+    def _oldest_age(self, queue: str, tail: list[str], now: float) -> float:
         if not tail:
             self._first_seen.pop(queue, None)
             return 0.0

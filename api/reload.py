@@ -9,6 +9,7 @@ import anyio
 
 from api.deps import ApiState
 from api.fleet import listed
+from shared.presence import LOADING, ModelState
 from shared.queues import ControlCommand
 
 RELOAD_WAIT_S = 120.0
@@ -29,14 +30,15 @@ async def reload_model(state: ApiState, model: str) -> dict[str, Any]:
     # Workers load in the background and publish the outcome in their presence key.
     deadline = asyncio.get_running_loop().time() + RELOAD_WAIT_S
     while True:
-        outcome = {}
+        outcome: dict[str, ModelState] = {}
         for w in await state.fleet.workers(fresh=True):
-            if w["hostname"] in asked:
-                outcome[w["hostname"]] = w.get("models", {}).get(model, {}).get(version, {"status": "loading"})
-        settled = len(outcome) == len(asked) and all(o.get("status") != "loading" for o in outcome.values())
+            if w.hostname in asked:
+                outcome[w.hostname] = w.model_state(model, version) or ModelState(LOADING)
+        settled = len(outcome) == len(asked) and all(o.status != LOADING for o in outcome.values())
         if settled or asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.2)
-    loaded = [h for h, o in outcome.items() if o.get("status") == "loaded"]
+    loaded = [h for h, o in outcome.items() if o.loaded]
     status = "loaded" if asked and len(loaded) == len(asked) else ("partial" if loaded else "failed")
-    return {"model": model, "version": newest.version, "status": status, "workers": outcome}
+    workers = {host: o.to_json() for host, o in outcome.items()}
+    return {"model": model, "version": newest.version, "status": status, "workers": workers}

@@ -40,11 +40,11 @@ async def retry_job(state: ApiState, job_id: str, principal: Principal) -> Creat
         if items is None:
             raise Conflict(f"job {old.id}'s inputs are no longer stored", code=ErrorCode.INPUT_UNAVAILABLE)
         return await create_batch(state, old.model, sub, options, prepared=items, retry_of=old.id)
-    stored, pixels = await state.store.stored_input(old.id, state.batches.binary)
-    if pixels is None and isinstance(stored, dict) and "filename" in stored:
+    stored = await state.store.stored_input(old.id, state.batches.binary)
+    if stored.pixels is None and isinstance(stored.value, dict) and "filename" in stored.value:
         raise Conflict(f"job {old.id}'s image is no longer stored", code=ErrorCode.INPUT_UNAVAILABLE)
-    sub.input = stored
-    prepared = (stored, pixels) if pixels is not None else None
+    sub.input = stored.value
+    prepared = stored if stored.pixels is not None else None
     return await create_job(state, old.model, sub, options, prepared=prepared, retry_of=old.id)
 
 

@@ -7,6 +7,7 @@ one that made it, at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -67,5 +68,5 @@ async def set_traffic(state: ApiState, model: str, weights: dict[str, int]) -> d
     return routing_view(await _update(state.repository, model, change))
 
 
-async def _update(repository: ModelRepository, model: str, change: Any) -> Routing:
+async def _update(repository: ModelRepository, model: str, change: Callable[[Routing], None]) -> Routing:
     return await anyio.to_thread.run_sync(repository.update_routing, model, change)

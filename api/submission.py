@@ -19,17 +19,17 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from api.backlog import info
-from api.body import media_type, read_form, read_json
+from api.body import Form, Upload, media_type, read_form, read_json
 from api.decoding import decode_within_budget
 from api.deps import ApiState
 from api.lifecycle import await_terminal, notify, wait_for_terminal
 from api.metrics import record_job_created
 from api.security import Principal
 from shared import cache
-from shared.batch_store import chunk_bounds
+from shared.batch_store import BatchItems, chunk_bounds
 from shared.cache import cache_key
 from shared.celery_messages import ticket_message
 from shared.durations import parse_duration
@@ -42,6 +42,7 @@ from shared.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from shared.fastjson import JsonValue
 from shared.jobs import (
     VERSION_MAX,
     BatchCreate,
@@ -62,7 +63,7 @@ from shared.manifests import ImageInput, ModelManifest, validate_features
 from shared.routing import ALIAS_RE
 from shared.scheduler import Priority, Work, chunk_member
 from shared.ssrf import check_url
-from shared.store import Enqueue, NewJob
+from shared.store import Enqueue, NewJob, SubmittedInput
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,9 @@ class Submission:
     """One request to create a job: from a JSON body or a multipart upload, single or batch."""
 
     version: int | str | None = None  # a number or an alias (``shared.routing``)
-    input: Any = None  # single JSON job
-    inputs: list[Any] | None = None  # JSON batch
-    images: list[tuple[str, bytes]] = field(default_factory=list)  # uploads: (filename, bytes)
+    input: JsonValue = None  # single JSON job
+    inputs: list[JsonValue] | None = None  # JSON batch
+    images: list[Upload] = field(default_factory=list)
     webhook: str | None = None
     webhook_events: list[WebhookEvent] | None = None
     priority: Priority | None = None  # as asked; ``Options.priority_for`` decides
@@ -162,8 +163,8 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
     limit = settings.max_batch_body_bytes if batch else settings.max_body_bytes
     if media_type(request) == "multipart/form-data":
         file_field, max_files = ("files", settings.max_batch_rows) if batch else ("file", 1)
-        fields, uploads = await read_form(request, limit, file_field=file_field, max_files=max_files)
-        sub = _form_submission(fields, uploads, file_field)
+        form = await read_form(request, limit, file_field=file_field, max_files=max_files)
+        sub = _form_submission(form, file_field)
     else:
         body = await read_json(request, limit)
         sub = _json_submission(body, BatchCreate if batch else JobCreate)
@@ -171,7 +172,7 @@ async def read_submission(request: Request, state: ApiState, *, batch: bool) -> 
     return sub
 
 
-def _json_submission(body: Any, schema: type[BaseModel]) -> Submission:
+def _json_submission(body: JsonValue, schema: type[SubmitOptions]) -> Submission:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object", code=ErrorCode.INVALID_REQUEST)
     request = _validated(schema, body)
@@ -207,8 +208,9 @@ def parse_version(text: str) -> int | str:
     return int(text)
 
 
-def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], file_field: str) -> Submission:
-    if not uploads:
+def _form_submission(form: Form, file_field: str) -> Submission:
+    fields = form.fields
+    if not form.uploads:
         raise InvalidInput(
             f"multipart request has no file: send images as the form field '{file_field}'", code=ErrorCode.FILE_REQUIRED
         )
@@ -223,7 +225,7 @@ def _form_submission(fields: dict[str, str], uploads: list[tuple[str, bytes]], f
     options = _validated(SubmitOptions, data)
     return Submission(
         version=options.version,
-        images=uploads,
+        images=form.uploads,
         webhook=options.webhook,
         webhook_events=options.webhook_events_filter,
         priority=options.priority,
@@ -253,7 +255,11 @@ async def check_webhook(state: ApiState, sub: Submission) -> WebhookSpec | None:
 
 
 async def new_job(
-    state: ApiState, model: str, sub: Submission, options: Options, **fields: Any
+    state: ApiState,
+    model: str,
+    sub: Submission,
+    options: Options,
+    **fields: Any,  # more Job fields
 ) -> tuple[ModelManifest, Job]:
     """Resolve the version and build the record (not yet written)."""
     manifest = await state.fleet.resolve(state.repository, model, sub.version)
@@ -313,7 +319,7 @@ async def create_job(
     model: str,
     sub: Submission,
     options: Options,
-    prepared: tuple[Any, bytes] | None = None,
+    prepared: SubmittedInput | None = None,
     retry_of: str | None = None,
 ) -> Created:
     """One prediction. An Idempotency-Key replay returns the first job. ``prepared``: an image's
@@ -323,12 +329,12 @@ async def create_job(
         check_input_kind(manifest, sub)
     blob = None
     if prepared is not None:
-        job_input, blob = prepared
-        normalized: Any = blob
+        job_input, blob = prepared.value, prepared.pixels
+        normalized: JsonValue | bytes = blob  # what the cache key hashes
     elif sub.images:
-        filename, data = sub.images[0]
-        blob = await decode_image(state, manifest, data)
-        job_input = {"filename": filename[:200], "bytes": len(data)}
+        upload = sub.images[0]
+        blob = await decode_image(state, manifest, upload.data)
+        job_input = {"filename": upload.filename[:200], "bytes": len(upload.data)}
         normalized = blob
     else:
         normalized = validate_features(manifest, sub.input)
@@ -359,7 +365,7 @@ async def create_job(
     return Created(job, created, place)
 
 
-async def create_cached(state: ApiState, job: Job, output: Any, options: Options) -> Created:
+async def create_cached(state: ApiState, job: Job, output: JsonValue, options: Options) -> Created:
     """A cache hit: the job is written already succeeded and no task is sent."""
     now = time.time()
     total_ms = round((now - job.created_at) * 1000, 3)
@@ -373,11 +379,12 @@ async def create_cached(state: ApiState, job: Job, output: Any, options: Options
             "metrics": JobMetrics(queue_ms=0.0, predict_ms=0.0, total_ms=total_ms),
         }
     )
-    job, created = await state.store.create(job, None, options.idempotency_scope)
-    if created:
+    recorded = await state.store.create(job, None, options.idempotency_scope)
+    job = recorded.job
+    if recorded.created:
         record_job_created(job.model, job.kind.value)
         await notify(state, job, WebhookEvent.COMPLETED)
-    return Created(job, created)
+    return Created(job, recorded.created)
 
 
 async def create_batch(
@@ -385,18 +392,18 @@ async def create_batch(
     model: str,
     sub: Submission,
     options: Options,
-    prepared: tuple[list[Any], dict[int, bytes]] | None = None,
+    prepared: BatchItems | None = None,
     retry_of: str | None = None,
 ) -> Created:
     """Many inputs as one job, split into chunks that workers run in parallel. Rows are checked
     one by one by the workers: a bad row fails that item, not the batch. ``prepared``: rows and
     decoded images already (a retry's), instead of the submission's."""
-    total = len(prepared[0]) if prepared else len(sub.images) or len(sub.inputs or ())
+    total = len(prepared.rows) if prepared else len(sub.images) or len(sub.inputs or ())
     if total > state.settings.max_batch_rows:
         raise PayloadTooLarge(
             f"a batch holds at most {state.settings.max_batch_rows} items, got {total}", code=ErrorCode.BATCH_TOO_LARGE
         )
-    is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared[0]))
+    is_image = bool(sub.images) or bool(prepared and any(_is_image_row(row) for row in prepared.rows))
     chunk_size = state.settings.batch_chunk_images if is_image else state.settings.batch_chunk_rows
     bounds = chunk_bounds(total, chunk_size)
     manifest, job = await new_job(
@@ -413,9 +420,10 @@ async def create_batch(
     if prepared is None:
         check_input_kind(manifest, sub)
     await state.backlog.admit(job.queue, options.share_key, options.weight, len(bounds))
-    rows, images = prepared or await _batch_rows(state, manifest, sub)
-    job, created = await state.store.create(job, None, options.idempotency_scope)
-    if not created:
+    batch_items = prepared or await _batch_rows(state, manifest, sub)
+    recorded = await state.store.create(job, None, options.idempotency_scope)
+    job = recorded.job
+    if not recorded.created:
         return Created(await wait_for_terminal(state, job, options.wait_s), False)
     headers = request_headers()
     tickets = [ticket_message(state.publisher, job.queue, headers) for _ in range(min(len(bounds), TICKETS_PER_BATCH))]
@@ -424,8 +432,10 @@ async def create_batch(
         for c, (a, b) in enumerate(bounds)
     ]
     try:
-        chunks = (rows[a:b] for a, b in bounds)
-        ranked = await state.batches.write_inputs(job.id, chunks, images, Enqueue(job.queue, items, tickets))
+        chunks = (batch_items.rows[a:b] for a, b in bounds)
+        ranked = await state.batches.write_inputs(
+            job.id, chunks, batch_items.images, Enqueue(job.queue, items, tickets)
+        )
     except Exception as exc:
         with contextlib.suppress(Exception):  # Redis is likely down: the 503 is what matters
             await state.store.fail_unsent(job.id, "the batch inputs could not be stored")
@@ -436,23 +446,23 @@ async def create_batch(
     return Created(job, True, info(ranked.ahead[0], ranked.drain_rate))
 
 
-def _is_image_row(row: Any) -> bool:
+def _is_image_row(row: JsonValue) -> bool:
     return isinstance(row, dict) and "image" in row
 
 
-async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> tuple[list[Any], dict[int, bytes]]:
+async def _batch_rows(state: ApiState, manifest: ModelManifest, sub: Submission) -> BatchItems:
     """JSON rows as they are; images decoded now (one that fails becomes that item's error)."""
     if not sub.images:
-        return list(sub.inputs or ()), {}
-    rows: list[Any] = []
+        return BatchItems(list(sub.inputs or ()))
+    rows: list[JsonValue] = []
     images: dict[int, bytes] = {}
-    for index, (_, data) in enumerate(sub.images):
+    for index, upload in enumerate(sub.images):
         try:
-            images[index] = await decode_image(state, manifest, data)
+            images[index] = await decode_image(state, manifest, upload.data)
             rows.append({"image": index})
         except MlqueueError as exc:
             rows.append({"error": {"code": exc.code, "message": exc.detail}})
-    return rows, images
+    return BatchItems(rows, images)
 
 
 def request_headers() -> dict[str, Any]:

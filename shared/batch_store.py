@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -23,6 +24,8 @@ import redis.asyncio as aredis
 
 from shared import fastjson
 from shared.errors import ErrorCode
+from shared.fastjson import JsonValue
+from shared.redis_connection import binary_or_none, text, text_or_none
 from shared.redis_keys import EVENTS_CHANNEL, done_key, image_key, in_key, job_key, out_key, queue_keys
 from shared.scheduler import Ranked, register_enqueue
 from shared.store import Enqueue, push_work
@@ -63,6 +66,25 @@ return {1, final, done, failed, status}
 """
 
 
+@dataclass(frozen=True)
+class BatchItems:
+    """A batch's items ready to store: rows in input order (an image row is ``{"image": i}``) and
+    the decoded pixels of image ``i``."""
+
+    rows: list[JsonValue]
+    images: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkRecorded:
+    """What recording a chunk did: whether it counted (a redelivered or canceled chunk does not),
+    whether it finished the batch, and the batch's status after it (None when the job is gone)."""
+
+    counted: bool
+    final: bool
+    status: str | None
+
+
 def chunk_bounds(total: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_size, total)) for start in range(0, total, chunk_size)]
 
@@ -78,7 +100,7 @@ class AsyncBatchStore:
         self._enqueue = register_enqueue(client)
 
     async def write_inputs(
-        self, job_id: str, chunks: Iterable[list[Any]], images: dict[int, bytes] | None, work: Enqueue
+        self, job_id: str, chunks: Iterable[list[JsonValue]], images: dict[int, bytes] | None, work: Enqueue
     ) -> Ranked:
         """Chunk inputs (and image pixels), flushed every few chunks to bound the pipeline buffer;
         then the chunks are queued, so no worker looks for an input not yet written. The batch's
@@ -109,18 +131,17 @@ class AsyncBatchStore:
         raw = await self.r.mget([out_key(job_id, c) for c in range(first, last + 1)])
         lines: list[str] = []
         for c, value in zip(range(first, last + 1), raw, strict=True):
-            lines.extend(value.split("\n") if value else _pending(c, chunk_size, total).splitlines())
+            lines.extend(text(value).split("\n") if value else _pending(c, chunk_size, total).splitlines())
         return [json.loads(line) for line in lines[offset - first * chunk_size : end - first * chunk_size]]
 
-    async def unfinished_items(
-        self, job_id: str, chunks: int, chunk_size: int
-    ) -> tuple[list[Any], dict[int, bytes]] | None:
+    async def unfinished_items(self, job_id: str, chunks: int, chunk_size: int) -> BatchItems | None:
         """The inputs of every item that did not succeed (failed, or never ran), in index order,
         with their images renumbered from 0; None when some were no longer stored (expired)."""
-        rows: list[Any] = []
+        rows: list[JsonValue] = []
         images: dict[int, bytes] = {}
         for c in range(chunks):
-            done, raw = await self.r.get(out_key(job_id, c)), await self.binary.get(in_key(job_id, c))
+            done = text_or_none(await self.r.get(out_key(job_id, c)))
+            raw = binary_or_none(await self.binary.get(in_key(job_id, c)))
             results = [json.loads(line) for line in done.split("\n")] if done else None
             wanted = [i for i, item in enumerate(results) if item["status"] != "succeeded"] if results else None
             if wanted == []:
@@ -131,18 +152,18 @@ class AsyncBatchStore:
             for i in wanted if wanted is not None else range(len(chunk_rows)):
                 row = chunk_rows[i]
                 if isinstance(row, dict) and set(row) == {"image"}:
-                    pixels = await self.binary.get(image_key(job_id, c * chunk_size + i))
+                    pixels = binary_or_none(await self.binary.get(image_key(job_id, c * chunk_size + i)))
                     if pixels is None:
                         return None
                     images[len(rows)] = pixels
                     row = {"image": len(rows)}
                 rows.append(row)
-        return rows, images
+        return BatchItems(rows, images)
 
     async def stream(self, job_id: str, chunks: int, chunk_size: int, total: int) -> AsyncIterator[bytes]:
         """Every result as NDJSON, one chunk in memory at a time."""
         for c in range(chunks):
-            value = await self.r.get(out_key(job_id, c))
+            value = text_or_none(await self.r.get(out_key(job_id, c)))
             yield (value + "\n" if value else _pending(c, chunk_size, total)).encode()
 
 
@@ -161,15 +182,16 @@ class BatchStore:
         self._chunk_done = client.register_script(CHUNK_DONE_LUA)
 
     def is_done(self, job_id: str, chunk: int) -> bool:
-        return bool(self.r.sismember(done_key(job_id), chunk))
+        return bool(self.r.sismember(done_key(job_id), str(chunk)))
 
-    def read_inputs(self, job_id: str, chunk: int) -> list[Any] | None:
+    def read_inputs(self, job_id: str, chunk: int) -> list[JsonValue] | None:
         """The chunk's inputs (None once the chunk is done)."""
-        raw = self.binary.get(in_key(job_id, chunk))  # bytes, as the parser takes them
+        raw = binary_or_none(self.binary.get(in_key(job_id, chunk)))  # bytes, as the parser takes them
         return None if raw is None else fastjson.loads(raw)
 
     def read_images(self, job_id: str, indexes: list[int]) -> list[bytes | None]:
-        return self.binary.mget([image_key(job_id, i) for i in indexes]) if indexes else []
+        replies = self.binary.mget([image_key(job_id, i) for i in indexes]) if indexes else []
+        return [binary_or_none(pixels) for pixels in replies]
 
     def complete_chunk(
         self,
@@ -179,9 +201,9 @@ class BatchStore:
         failed: int,
         predict_ms: float,
         image_indexes: Sequence[int] = (),
-    ) -> tuple[bool, bool, str | None]:
+    ) -> ChunkRecorded:
         """Record a chunk's results, one NDJSON line per item in input order, ``failed`` of them
-        failed. Returns (counted, job finished now, status after)."""
+        failed."""
         res = self._chunk_done(
             keys=[job_key(job_id), done_key(job_id), out_key(job_id, chunk), in_key(job_id, chunk)],
             args=[
@@ -199,7 +221,7 @@ class BatchStore:
         if image_indexes and not failed:
             self.binary.delete(*[image_key(job_id, i) for i in image_indexes])
         if res is None:
-            return False, False, None
+            return ChunkRecorded(counted=False, final=False, status=None)
         if not res[0]:
-            return False, False, res[1]
-        return True, bool(res[1]), res[4]
+            return ChunkRecorded(counted=False, final=False, status=res[1])
+        return ChunkRecorded(counted=True, final=bool(res[1]), status=res[4])

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 import redis
 import redis.asyncio as aredis
 
+from shared.fastjson import JsonValue
+from shared.redis_connection import text
 from shared.redis_keys import CACHE_STATS, cache_entry
 
 STATS_TTL_S = 7 * 86400  # refreshed on every lookup: counters of a model nobody asks for age out
 
 
-def cache_key(model: str, version: int, normalized: Any) -> str:
+def cache_key(model: str, version: int, normalized: JsonValue | bytes) -> str:
     if isinstance(normalized, bytes):
         digest = hashlib.sha256(normalized).hexdigest()
     else:
@@ -28,7 +29,7 @@ def cache_key(model: str, version: int, normalized: Any) -> str:
     return cache_entry(model, version, digest)
 
 
-async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
+async def lookup(client: aredis.Redis, key: str, model: str) -> JsonValue | None:
     """The cached output, or None; counts the hit or miss."""
     async with client.pipeline(transaction=False) as pipe:
         pipe.get(key)
@@ -41,7 +42,7 @@ async def lookup(client: aredis.Redis, key: str, model: str) -> Any | None:
     return json.loads(value)
 
 
-def store(client: redis.Redis | redis.client.Pipeline, key: str, output: Any, ttl_s: int) -> None:
+def store(client: redis.Redis | redis.client.Pipeline, key: str, output: JsonValue, ttl_s: int) -> None:
     client.set(key, json.dumps(output), ex=ttl_s)
 
 
@@ -49,6 +50,6 @@ async def stats(client: aredis.Redis) -> dict[str, dict[str, int]]:
     """{model: {"hits": n, "lookups": n}}."""
     out: dict[str, dict[str, int]] = {}
     for field, value in (await client.hgetall(CACHE_STATS)).items():
-        model, _, kind = field.rpartition(":")
+        model, _, kind = text(field).rpartition(":")
         out.setdefault(model, {"hits": 0, "lookups": 0})[kind] = int(value)
     return out

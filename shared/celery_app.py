@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue as KombuQueue
+from kombu.entity import Queue as KombuQueue
 
 from shared.queues import Queue
 from shared.redis_connection import broker_transport_options, broker_url

@@ -19,6 +19,11 @@ from typing import Any
 
 import orjson
 
+# A JSON value as decoded: a job's input or output, a request body, a batch row. Typed Any because
+# its shape is the model's, checked where it is used (the manifest's input schema, the family's
+# ``prepare``), rather than a recursive union that every reader would narrow again.
+JsonValue = Any
+
 NON_FINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 # orjson reads an integer beyond 64 bits as a float, silently: a run of 20 digits may be one, and
 # goes to the standard parser, which keeps it exact (an echoed observation_id must come back as sent).
@@ -27,7 +32,7 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TWENTY_DIGITS = b"0" * 20
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | str) -> JsonValue:
     """Parse JSON; raises ``ValueError`` (a message with line and column) or ``RecursionError``."""
     raw = data.encode() if isinstance(data, str) else data
     with _gc_paused():
@@ -62,7 +67,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: JsonValue) -> bytes:
     """Compact JSON as UTF-8 bytes; a non-finite float as its (non-JSON) token, for ``loads`` to read."""
     try:
         encoded = orjson.dumps(value)
@@ -72,7 +77,7 @@ def dumps(value: Any) -> bytes:
     return _stdlib_dumps(value, allow_nan=True).encode() if b"null" in encoded else encoded
 
 
-def dumps_strict(value: Any) -> str:
+def dumps_strict(value: JsonValue) -> str:
     """Strict JSON text for what clients read (NDJSON result lines): a non-finite float is null."""
     try:
         return orjson.dumps(value).decode()
@@ -80,5 +85,5 @@ def dumps_strict(value: Any) -> str:
         return _stdlib_dumps(value, allow_nan=False)
 
 
-def _stdlib_dumps(value: Any, *, allow_nan: bool) -> str:
+def _stdlib_dumps(value: JsonValue, *, allow_nan: bool) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=allow_nan)

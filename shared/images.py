@@ -12,7 +12,7 @@ import logging
 import threading
 import warnings
 
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from shared.errors import BadRequest, ErrorCode, PayloadTooLarge, UnsupportedMediaType
 
@@ -110,7 +110,7 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> Image.Image:
             img = Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(exc) from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         raise BadRequest(f"corrupt {fmt} image: its header cannot be read", code=ErrorCode.CORRUPT_IMAGE) from exc
     except Exception as exc:
         raise BadRequest(f"corrupt {fmt} image: {exc}", code=ErrorCode.CORRUPT_IMAGE) from exc

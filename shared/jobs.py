@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator
 
 from shared.errors import ErrorCode
+from shared.fastjson import JsonValue
 from shared.routing import ALIAS_MAX, ALIAS_RE, AliasName
 from shared.scheduler import Priority
 
@@ -92,7 +94,7 @@ class Job(BaseModel):
     created_at: float
     started_at: float | None = None
     completed_at: float | None = None
-    output: Any = None
+    output: JsonValue = None
     error: JobError | None = None
     progress: JobProgress | None = None
     metrics: JobMetrics = Field(default_factory=JobMetrics)
@@ -111,20 +113,31 @@ class Job(BaseModel):
     request_id: str | None = None  # of the request that created it: the worker's log lines carry it
 
 
-def deadline_transition(job: Job, now: float) -> tuple[tuple[JobStatus, ...], dict[str, Any]] | None:
+@dataclass(frozen=True)
+class StatusChange:
+    """A compare-and-set to apply: ``fields`` set if the job's status is still one of ``allowed``."""
+
+    allowed: tuple[JobStatus, ...]
+    fields: dict[str, Any]
+
+
+def deadline_transition(job: Job, now: float) -> StatusChange | None:
     """Cancel-After: a job not started by its deadline is ``aborted``; one still running is ``canceled``.
-    Returns (statuses it may move from, fields to set), or None when the deadline does not apply."""
+    None when the deadline does not apply."""
     if job.deadline_at is None or now < job.deadline_at or job.status.is_terminal():
         return None
     started = job.status is JobStatus.RUNNING
-    return (job.status,), {
-        "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
-        "completed_at": now,
-        "error": {
-            "code": ErrorCode.DEADLINE_EXCEEDED,
-            "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
+    return StatusChange(
+        (job.status,),
+        {
+            "status": JobStatus.CANCELED if started else JobStatus.ABORTED,
+            "completed_at": now,
+            "error": {
+                "code": ErrorCode.DEADLINE_EXCEEDED,
+                "message": f"Cancel-After deadline passed {'while running' if started else 'before the job started'}",
+            },
         },
-    }
+    )
 
 
 class JobUrls(BaseModel):
@@ -160,7 +173,7 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
-    output: Any
+    output: JsonValue
     error: JobError | None
     progress: JobProgress | None
     metrics: JobMetrics
@@ -286,7 +299,7 @@ class SubmitOptions(BaseModel):
 
     @field_validator("version", mode="before")
     @classmethod
-    def _version_or_alias(cls, value: Any) -> Any:
+    def _version_or_alias(cls, value: JsonValue) -> JsonValue:
         """One clear message for every wrong shape (the union would report its int branch only)."""
         number = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= VERSION_MAX
         if value is None or number or (isinstance(value, str) and ALIAS_RE.fullmatch(value)):
@@ -300,10 +313,10 @@ class SubmitOptions(BaseModel):
 class JobCreate(SubmitOptions):
     """The JSON body of ``POST /v1/models/{model}/jobs``."""
 
-    input: Any = Field(..., description="A named object of features or a positional array.")
+    input: JsonValue = Field(..., description="A named object of features or a positional array.")
 
 
 class BatchCreate(SubmitOptions):
     """The JSON body of ``POST /v1/models/{model}/batches``."""
 
-    inputs: list[Any] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")
+    inputs: list[JsonValue] = Field(..., min_length=1, description="Rows, each as `input` of a single job.")

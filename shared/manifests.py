@@ -96,16 +96,12 @@ class ModelManifest(BaseModel):
             }
         names = self.feature_names
         number = {"type": "number"}
-        named = {
-            "type": "object",
-            "additionalProperties": False,
-            "required": names,
-            "properties": {
-                n: dict(number, description=f.description) for n, f in zip(names, self.input.features, strict=True)
-            },
+        properties: dict[str, dict[str, Any]] = {
+            n: dict(number, description=f.description) for n, f in zip(names, self.input.features, strict=True)
         }
         for key in self.input.echo:
-            named["properties"][key] = {"type": ["string", "integer"]}
+            properties[key] = {"type": ["string", "integer"]}
+        named = {"type": "object", "additionalProperties": False, "required": names, "properties": properties}
         positional = {"type": "array", "items": number, "minItems": len(names), "maxItems": len(names)}
         return {"oneOf": [named, positional]}
 
@@ -187,7 +183,7 @@ class ModelRepository:
         self.cache_dir = cache_dir
         self._lock = threading.RLock()
         self._scanned_at = -math.inf
-        self._files: dict[str, tuple[str, Any]] = {}  # relative path → (signature, parsed or error)
+        self._files: dict[str, tuple[str, ModelManifest | Routing | str]] = {}  # path → (signature, parsed or error)
         self._models: dict[str, dict[int, ModelManifest]] = {}
         self._routing: dict[str, Routing] = {}
         self.errors: dict[str, str] = {}
@@ -283,11 +279,14 @@ class ModelRepository:
             log.warning("repository.list_failed url=%s (serving the last listing)", self.url, exc_info=True)
             self._scanned_at = time.monotonic()
             return
-        files: dict[str, tuple[str, Any]] = {}
+        files: dict[str, tuple[str, ModelManifest | Routing | str]] = {}  # path -> (signature, parsed or why not)
         for path, signature in sorted(listing.items()):
-            parse = _MANIFEST_PATH.fullmatch(path) and _parse_manifest
-            parse = parse or (_ROUTING_PATH.fullmatch(path) and Routing.model_validate_json)
-            if not parse:
+            parse: Callable[[bytes], ModelManifest | Routing] | None = None
+            if _MANIFEST_PATH.fullmatch(path):
+                parse = _parse_manifest
+            elif _ROUTING_PATH.fullmatch(path):
+                parse = Routing.model_validate_json
+            if parse is None:
                 continue
             cached = self._files.get(path)
             if cached and cached[0] == signature:

@@ -93,7 +93,8 @@ class ModelStore:
 
     def read(self, relative: str) -> bytes:
         try:
-            return self.fs.cat_file(self.path(relative))
+            data: bytes = self.fs.cat_file(self.path(relative))  # fsspec is untyped
+            return data
         except FileNotFoundError:
             raise
         except Exception as exc:

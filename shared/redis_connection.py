@@ -19,6 +19,7 @@ healthcheck and the Celery broker (kombu's ``sentinel`` transport) all take thei
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -132,6 +133,33 @@ def _master_auth(target: SentinelTarget) -> dict[str, Any]:
     return {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
 
 
+# redis-py types every reply as ``bytes | str`` whichever way the client was built; these narrow a
+# reply to what our clients return: str from the decoding ones (the default), bytes from the
+# binary ones (``decode=False``: images, chunk inputs). Anything else is a bug, and raises.
+
+
+def text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode()
+    raise TypeError(f"expected a string reply, got {type(value).__name__}")
+
+
+def text_or_none(value: object) -> str | None:
+    return None if value is None else text(value)
+
+
+def texts(values: Iterable[object]) -> list[str]:
+    return [text(v) for v in values]
+
+
+def binary_or_none(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    raise TypeError(f"expected a binary reply, got {type(value).__name__}")
+
+
 def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
     """A thread-safe client for the worker, the sweeper and the tools."""
     options: dict[str, Any] = {
@@ -144,7 +172,8 @@ def redis_client(settings: Settings, *, decode: bool = True) -> redis.Redis:
         return redis.Redis.from_url(settings.redis_url, **options)
     target = parse_sentinel_url(settings.redis_url)
     manager = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
-    return manager.master_for(target.master, db=target.db, **_master_auth(target), **options)
+    client: redis.Redis = manager.master_for(target.master, db=target.db, **_master_auth(target), **options)
+    return client  # (master_for is unannotated)
 
 
 class _ClosedTransportIsConnectionError:
@@ -153,7 +182,7 @@ class _ClosedTransportIsConnectionError:
     dying, a failover): the same event as a reset connection, so it is raised as one (a 503 in the
     API, retried once like any connection error; nothing was written)."""
 
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # redis-py's signature
         try:
             await super().send_packed_command(command, check_health)  # type: ignore[misc]
         except RuntimeError as exc:
@@ -175,7 +204,7 @@ class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, aredi
     """Sentinel's master discovery with the blocking pool's wait for a free connection."""
 
 
-def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
+def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:  # more redis.asyncio.Redis options
     """A client on a blocking pool: past ``redis_max_connections`` a request waits for a free
     connection (up to ``redis_pool_timeout_s``) instead of failing with "Too many connections"."""
     options: dict[str, Any] = {
@@ -194,7 +223,7 @@ def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
         return aredis.Redis.from_pool(pool)
     target = parse_sentinel_url(settings.redis_url)
     manager = redis.asyncio.sentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
-    return manager.master_for(
+    client: aredis.Redis = manager.master_for(  # (unannotated)
         target.master,
         connection_pool_class=_BlockingSentinelPool,
         connection_class=_SentinelConnection,
@@ -202,6 +231,7 @@ def async_redis_client(settings: Settings, **overrides: Any) -> aredis.Redis:
         **_master_auth(target),
         **options,
     )
+    return client
 
 
 def broker_url(settings: Settings) -> str:

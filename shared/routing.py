@@ -70,6 +70,6 @@ class Routing(BaseModel):
         ok = {a: v for a, v in self.aliases.items() if servable is None or v in servable}
         weighted = [(ok[a], w) for a, w in self.weights.items() if w > 0 and a in ok]
         if weighted:
-            versions, weights = zip(*weighted, strict=True)
-            return (rng or random).choices(versions, weights)[0]
+            versions = [v for v, _ in weighted]
+            return (rng or random).choices(versions, [w for _, w in weighted])[0]
         return ok.get(PRODUCTION)

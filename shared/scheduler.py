@@ -44,6 +44,8 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT
 
 from shared.redis_keys import queue_keys
 
@@ -69,10 +71,17 @@ def chunk_member(job_id: str, chunk: int) -> str:
     return f"{job_id}.{chunk}"
 
 
-def parse_member(member: str) -> tuple[str, int | None]:
-    """A member back to (job id, chunk or None)."""
+@dataclass(frozen=True)
+class MemberId:
+    """What a line's member names: a single job, or one chunk of a batch job."""
+
+    job_id: str
+    chunk: int | None  # None for a single job
+
+
+def parse_member(member: str) -> MemberId:
     job_id, _, chunk = member.partition(".")
-    return job_id, int(chunk) if chunk else None
+    return MemberId(job_id, int(chunk) if chunk else None)
 
 
 @dataclass(frozen=True)
@@ -199,8 +208,8 @@ return dropped
 """
 
 
-def _enqueue_args(items: Sequence[Work], now: float, step: float, ttl_s: int) -> list[Any]:
-    args: list[Any] = [repr(now), repr(step), ttl_s, len(items)]
+def _enqueue_args(items: Sequence[Work], now: float, step: float, ttl_s: int) -> list[EncodableT]:
+    args: list[EncodableT] = [repr(now), repr(step), ttl_s, len(items)]
     for item in items:
         args += [item.member, item.share_key, item.priority.rank, item.rows, repr(float(item.weight))]
     return args
@@ -214,11 +223,11 @@ class Claim:
 
     @property
     def job_id(self) -> str:
-        return parse_member(self.member)[0]
+        return parse_member(self.member).job_id
 
     @property
     def chunk(self) -> int | None:
-        return parse_member(self.member)[1]
+        return parse_member(self.member).chunk
 
 
 @dataclass(frozen=True)
@@ -283,7 +292,13 @@ class Scheduler:
 
 
 async def enqueue(
-    pipe: Any, script: Any, queue: str, items: Sequence[Work], now: float, step: float, ttl_s: int
+    pipe: aredis.client.Pipeline,
+    script: AsyncScript,
+    queue: str,
+    items: Sequence[Work],
+    now: float,
+    step: float,
+    ttl_s: int,
 ) -> None:
     """Add ``items`` to ``queue``'s line in the caller's (asyncio) pipeline; its reply is the drain
     rate then each item's rank (``Ranked.from_reply``)."""
@@ -300,11 +315,11 @@ class Ranked:
     drain_rate: float
 
     @classmethod
-    def from_reply(cls, reply: list[Any]) -> Ranked:
+    def from_reply(cls, reply: list[Any]) -> Ranked:  # the script's reply: numbers, as redis-py returns them
         return cls([int(r) for r in reply[1:]], float(reply[0]))
 
 
-def register_enqueue(client: aredis.Redis) -> Any:
+def register_enqueue(client: aredis.Redis) -> AsyncScript:
     return client.register_script(ENQUEUE_LUA)
 
 

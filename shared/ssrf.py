@@ -132,12 +132,17 @@ def forbidden_reason(address: str | IPAddress) -> str | None:
     return _v4_reason(ip)
 
 
+# typeshed types getaddrinfo's family as AF_INET or AF_INET6 only, which would make the check below
+# unreachable to mypy; the check stays (the address is parsed as an IP next), against a set
+_IP_FAMILIES: frozenset[int] = frozenset({socket.AF_INET, socket.AF_INET6})
+
+
 def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (TCP), in the resolver's order, without duplicates."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     out: list[str] = []
     for family, _, _, _, sockaddr in infos:
-        if family not in (socket.AF_INET, socket.AF_INET6):
+        if family not in _IP_FAMILIES:
             continue
         address = str(sockaddr[0])
         if address not in out:

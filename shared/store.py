@@ -35,8 +35,11 @@ import redis.asyncio as aredis
 import redis.asyncio.retry
 import redis.backoff
 import redis.retry
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT, FieldT
 
 from shared.errors import Conflict, ErrorCode, Gone, NotFound
+from shared.fastjson import JsonValue
 from shared.jobs import Job, JobStatus, WebhookDelivery, min_job_id_at
 from shared.redis_keys import (
     EVENTS_CHANNEL,
@@ -65,7 +68,9 @@ class Enqueue:
     tickets: Sequence[str]  # message bodies (``shared.celery_messages.ticket_message``)
 
 
-async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: float, ttl_s: int) -> int:
+async def push_work(
+    pipe: aredis.client.Pipeline, script: AsyncScript, work: Enqueue, now: float, step: float, ttl_s: int
+) -> int:
     """Queue ``work`` in the caller's pipeline; returns the index of the reply that ranks it."""
     at = len(pipe.command_stack)
     await enqueue(pipe, script, work.queue, work.items, now, step, ttl_s)
@@ -77,7 +82,7 @@ async def push_work(pipe: Any, script: Any, work: Enqueue, now: float, step: flo
 BLOB_REF = "$blob"  # an input of {"$blob": key} means "the bytes at this key"
 
 
-def has_blob(value: Any) -> bool:
+def has_blob(value: JsonValue) -> bool:
     """Whether a stored input is a claim check (its bytes live under their own key)."""
     return isinstance(value, dict) and BLOB_REF in value
 
@@ -91,8 +96,9 @@ def tombstone_owner(value: str) -> str | None:
     alone), which then answers 410 only to keys that see every job."""
     with contextlib.suppress(ValueError):
         data = json.loads(value)
-        if isinstance(data, dict) and isinstance(data.get("owner"), str):
-            return data["owner"]
+        owner = data.get("owner") if isinstance(data, dict) else None
+        if isinstance(owner, str):
+            return owner
     return None
 
 
@@ -112,7 +118,7 @@ return {1, cur}
 _PRIVATE_FIELDS = ("input", "runner")
 
 
-def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+def encode_fields(fields: dict[str, Any]) -> dict[FieldT, EncodableT]:
     return {k: (v.value if k == "status" else json.dumps(v, allow_nan=False)) for k, v in fields.items()}
 
 
@@ -131,6 +137,44 @@ def decode_job(raw: dict[str, str], deliveries: list[str] | None = None) -> Job:
     return Job.model_validate(data)
 
 
+def decode_input(value: str | None) -> JsonValue:
+    """A job's stored input (the ``input`` field, JSON); None for a record without one."""
+    return json.loads(value) if value else None
+
+
+# Reading jobs: both stores queue the same commands on a pipeline (redis-py queues a command
+# synchronously on its sync and its async pipeline alike) and decode the replies the same way.
+AnyPipeline = redis.client.Pipeline | aredis.client.Pipeline
+
+
+def queue_reads(pipe: AnyPipeline, job_ids: Sequence[str], *, deliveries: bool = True) -> None:
+    """Queue the reads of jobs' records (and their webhook delivery logs) for ``decode_reads``."""
+    for job_id in job_ids:
+        pipe.hgetall(job_key(job_id))
+        if deliveries:
+            pipe.lrange(deliveries_key(job_id), 0, -1)
+
+
+def decode_reads(
+    replies: Sequence[Any],  # a pipeline's replies (redis-py types them list[Any])
+    *,
+    deliveries: bool = True,
+    with_input: bool = False,
+) -> list[StoredJob]:
+    """The replies of ``queue_reads`` (with the same ``deliveries``), one record per job id; the
+    stored input is decoded only ``with_input`` (listing many jobs does not pay for their inputs)."""
+    step = 2 if deliveries else 1
+    out: list[StoredJob] = []
+    for k in range(0, len(replies), step):
+        raw = replies[k]
+        if not raw:
+            out.append(StoredJob(None, None))
+            continue
+        job = decode_job(raw, replies[k + 1] if deliveries else None)
+        out.append(StoredJob(job, decode_input(raw.get("input")) if with_input else None))
+    return out
+
+
 def job_fields(job: Job) -> dict[str, Any]:
     fields = job.model_dump(mode="json", exclude_none=True, exclude={"progress", "deliveries"})
     fields["status"] = job.status
@@ -141,7 +185,7 @@ def job_fields(job: Job) -> dict[str, Any]:
 
 def transition_args(
     allowed: tuple[JobStatus, ...], fields: dict[str, Any], job_id: str, snapshot: Job | None = None
-) -> list[str]:
+) -> list[EncodableT]:
     """Script arguments; ``snapshot`` (the record as it will be) rides in the event, so a waiting
     request can answer without reading the job back."""
     allowed_s = "|" + "|".join(s.value for s in allowed) + "|"
@@ -149,7 +193,7 @@ def transition_args(
     if snapshot is not None:
         event["job"] = snapshot.model_dump(mode="json", exclude={"deliveries"})
     event_json = json.dumps(event)
-    flat: list[str] = []
+    flat: list[EncodableT] = []
     for k, v in encode_fields(fields).items():
         flat += [k, v]
     return [allowed_s, EVENTS_CHANNEL, event_json, *flat]
@@ -158,7 +202,53 @@ def transition_args(
 # The clients are built in ``shared.redis_connection`` (a plain Redis or a Sentinel group); these
 # names stay importable from here.
 from shared.redis_connection import async_redis_client as async_redis_client  # noqa: E402
+from shared.redis_connection import binary_or_none, text, text_or_none, texts  # noqa: E402
 from shared.redis_connection import redis_client as redis_client  # noqa: E402
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """A job's record and its input, read together; ``job`` is None when there is no record."""
+
+    job: Job | None
+    stored_input: JsonValue  # as submitted; a claim check is ``{"$blob": key}`` (``resolve_inputs``)
+
+
+@dataclass(frozen=True)
+class SubmittedInput:
+    """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
+
+    value: JsonValue
+    pixels: bytes | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One compare-and-set of ``JobStore.transition_many``: ``fields`` applied if the job's status
+    is in ``allowed``; ``snapshot`` (the record as it will be) rides in the event."""
+
+    job_id: str
+    allowed: tuple[JobStatus, ...]
+    fields: dict[str, Any]
+    snapshot: Job | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A job as ``AsyncJobStore.create`` left it, and whether this call wrote it (an
+    Idempotency-Key replay returns the job the key already holds)."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of ``AsyncJobStore.list``: the jobs, newest first, and the cursor of the next page
+    (None on the last)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -166,7 +256,7 @@ class NewJob:
     """A job to write: its record, its input, and an image's pixels (stored as a claim check)."""
 
     job: Job
-    job_input: Any
+    job_input: JsonValue
     blob: bytes | None = None
 
 
@@ -180,19 +270,19 @@ class AsyncJobStore:
         self._enqueue = register_enqueue(client)
 
     async def create(
-        self, job: Job, job_input: Any, idempotency_key: str | None = None, blob: bytes | None = None
-    ) -> tuple[Job, bool]:
+        self, job: Job, job_input: JsonValue, idempotency_key: str | None = None, blob: bytes | None = None
+    ) -> Recorded:
         """Write the record of a job that is queued elsewhere (a batch, whose chunks follow) or
-        finished already (a cache hit). Returns (job, created). A queued one is marked pending, so
+        finished already (a cache hit). A queued one is marked pending, so
         a sweeper fails it if the API dies before its chunks are queued.
 
         ``blob`` (an image) is stored under its own key and the input refers to it."""
         if idempotency_key is not None:
             existing = await self.claim_idempotency(job, idempotency_key)
             if existing is not None:
-                return existing, False
+                return Recorded(existing, created=False)
         await self.create_many([NewJob(job, job_input, blob)])
-        return job, True
+        return Recorded(job, created=True)
 
     async def claim_idempotency(self, job: Job, idempotency_key: str) -> Job | None:
         """Reserve ``idempotency_key`` for ``job``; the job that holds it already, if one does
@@ -236,7 +326,7 @@ class AsyncJobStore:
         return Ranked.from_reply(replies[at]) if at is not None else None
 
     async def _existing_for_key(self, key: str, request_hash: str | None) -> Job:
-        marker = await self.r.get(idem_key(key)) or " "
+        marker = text_or_none(await self.r.get(idem_key(key))) or " "
         job_id, _, stored_hash = marker.partition(" ")
         if stored_hash != request_hash:
             raise Conflict(
@@ -244,9 +334,9 @@ class AsyncJobStore:
             )
         # The first request may still be writing its record: give it a moment.
         for _ in range(20):
-            raw = await self.r.hgetall(job_key(job_id))
-            if raw:
-                return decode_job(raw)
+            [stored] = decode_reads([await self.r.hgetall(job_key(job_id))], deliveries=False)
+            if stored.job is not None:
+                return stored.job
             await asyncio.sleep(0.05)
         raise Conflict(
             "the request with this Idempotency-Key is still being created", code=ErrorCode.IDEMPOTENCY_IN_FLIGHT
@@ -254,24 +344,22 @@ class AsyncJobStore:
 
     async def get(self, job_id: str) -> Job:
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hgetall(job_key(job_id))
-            pipe.lrange(deliveries_key(job_id), 0, -1)
-            raw, deliveries = await pipe.execute()
-        if raw:
-            return decode_job(raw, deliveries)
+            queue_reads(pipe, [job_id])
+            [stored] = decode_reads(await pipe.execute())
+        if stored.job is not None:
+            return stored.job
         tomb = await self.r.get(tomb_key(job_id))
         if tomb is not None:
-            raise Gone(f"job {job_id} has expired", owner=tombstone_owner(tomb))
+            raise Gone(f"job {job_id} has expired", owner=tombstone_owner(text(tomb)))
         raise NotFound(f"no job with id {job_id}", code=ErrorCode.JOB_NOT_FOUND)
 
-    async def stored_input(self, job_id: str, binary: aredis.Redis) -> tuple[Any, bytes | None]:
+    async def stored_input(self, job_id: str, binary: aredis.Redis) -> SubmittedInput:
         """A job's input as submitted, and its image's pixels if it had one (None once dropped)."""
-        raw = await self.r.hget(job_key(job_id), "input")
-        value = json.loads(raw) if raw else None
+        value = decode_input(text_or_none(await self.r.hget(job_key(job_id), "input")))
         if not has_blob(value):
-            return value, None
-        pixels = await binary.get(value.pop(BLOB_REF))
-        return value, pixels
+            return SubmittedInput(value, None)
+        pixels = binary_or_none(await binary.get(value.pop(BLOB_REF)))
+        return SubmittedInput(value, pixels)
 
     async def transition(self, job_id: str, allowed: tuple[JobStatus, ...], fields: dict[str, Any]) -> JobStatus | None:
         """Apply ``fields`` if the job's status is in ``allowed``; returns the status before, or
@@ -315,7 +403,7 @@ class AsyncJobStore:
         cursor: str | None,
         owner: str | None = None,
         reason: str | None = None,
-    ) -> tuple[list[Job], str | None]:
+    ) -> JobPage:
         """Jobs newest first (only ``owner``'s when given; only those whose error has the code
         ``reason``, e.g. ``poison_job``, the dead letters); the cursor is the last id of the previous page."""
         index = owner_index(owner) if owner else model_index(model) if model else INDEX_ALL
@@ -323,19 +411,18 @@ class AsyncJobStore:
         found: list[Job] = []
         scanned = 0
         while scanned < LIST_SCAN_CAP:
-            ids = await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50))
+            ids = texts(await self.r.zrevrangebylex(index, upper, "-", start=0, num=max(limit, 50)))
             if not ids:
-                return found, None
+                return JobPage(found, None)
             async with self.r.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.hgetall(job_key(job_id))
-                records = await pipe.execute()
-            for job_id, raw in zip(ids, records, strict=True):
+                queue_reads(pipe, ids, deliveries=False)
+                records = decode_reads(await pipe.execute(), deliveries=False)
+            for job_id, stored in zip(ids, records, strict=True):
                 scanned += 1
-                if not raw:
+                job = stored.job
+                if job is None:
                     await self.r.zrem(index, job_id)  # aged out
                     continue
-                job = decode_job(raw)
                 if (
                     (status is None or job.status == status)
                     and (model is None or job.model == model)
@@ -343,9 +430,9 @@ class AsyncJobStore:
                 ):
                     found.append(job)
                 if len(found) == limit:
-                    return found, job.id
+                    return JobPage(found, job.id)
             upper = f"({ids[-1]}"
-        return found, upper[1:]
+        return JobPage(found, upper[1:])
 
 
 class JobStore:
@@ -357,29 +444,20 @@ class JobStore:
         self._transition = client.register_script(TRANSITION_LUA)
 
     def get(self, job_id: str) -> Job | None:
-        return self.get_with_input(job_id)[0]
+        return self.get_with_input(job_id).job
 
-    def get_with_input(self, job_id: str) -> tuple[Job | None, Any]:
+    def get_with_input(self, job_id: str) -> StoredJob:
         """The job and its input in one round trip (the input is a field of the same hash); a
         claim check comes back as ``{"$blob": key}``, for ``resolve_inputs``."""
         return self.get_many_with_input([job_id])[0]
 
-    def get_many_with_input(self, job_ids: Sequence[str]) -> list[tuple[Job | None, Any]]:
+    def get_many_with_input(self, job_ids: Sequence[str]) -> list[StoredJob]:
         """``get_with_input`` for many jobs, in one round trip."""
         with self.r.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hgetall(job_key(job_id))
-                pipe.lrange(deliveries_key(job_id), 0, -1)
-            replies = pipe.execute()
-        out: list[tuple[Job | None, Any]] = []
-        for raw, deliveries in zip(replies[::2], replies[1::2], strict=True):
-            if not raw:
-                out.append((None, None))
-            else:
-                out.append((decode_job(raw, deliveries), json.loads(raw["input"]) if "input" in raw else None))
-        return out
+            queue_reads(pipe, job_ids)
+            return decode_reads(pipe.execute(), with_input=True)
 
-    def resolve_inputs(self, values: Sequence[Any]) -> list[Any]:
+    def resolve_inputs(self, values: Sequence[JsonValue]) -> list[JsonValue | bytes | None]:
         """Claim checks replaced by their bytes (None where they expired), in one round trip; any
         other input as it is."""
         keys = [value[BLOB_REF] for value in values if has_blob(value)]
@@ -406,12 +484,12 @@ class JobStore:
 
     def transition_many(
         self,
-        moves: Sequence[tuple[str, tuple[JobStatus, ...], dict[str, Any], Job | None]],
+        moves: Sequence[Transition],
         *,
         drop_blobs: Sequence[str] = (),
-        before: Callable[[Any], None] | None = None,
+        before: Callable[[redis.client.Pipeline], None] | None = None,
     ) -> list[bool]:
-        """Many ``transition`` calls (job id, allowed, fields, snapshot) in one round trip; whether
+        """Many ``transition`` calls in one round trip; whether
         each applied. ``before`` adds commands ahead of them (a cache write), ``drop_blobs`` deletes
         claim checks after them."""
         if not moves and not drop_blobs:
@@ -420,9 +498,9 @@ class JobStore:
             if before is not None:
                 before(pipe)
             first = len(pipe.command_stack)
-            for job_id, allowed, fields, snapshot in moves:
-                args = transition_args(allowed, fields, job_id, snapshot)
-                self._transition(keys=[job_key(job_id)], args=args, client=pipe)
+            for move in moves:
+                args = transition_args(move.allowed, move.fields, move.job_id, move.snapshot)
+                self._transition(keys=[job_key(move.job_id)], args=args, client=pipe)
             for job_id in drop_blobs:
                 pipe.delete(blob_key(job_id))
             replies = pipe.execute()

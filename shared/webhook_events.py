@@ -37,4 +37,5 @@ def send_event(sender: Celery, job: Job, event: WebhookEvent) -> str | None:
         return None
     message = build_event(job, event)
     sender.send_task(TaskName.DELIVER_WEBHOOK, args=[job.id, message, 1], queue=Queue.WEBHOOKS.value)
-    return message["webhook_id"]
+    webhook_id: str = message["webhook_id"]
+    return webhook_id

@@ -512,11 +512,11 @@ def test_healthcheck_fails_without_a_presence_and_passes_with_one(redis_settings
     assert local_workers(redis_settings) == []
     beat(redis_settings, f"celery@{host}")
     [worker] = local_workers(redis_settings)
-    assert worker["hostname"] == f"celery@{host}" and worker["queues"] == ["cpu"]
+    assert worker.hostname == f"celery@{host}" and worker.queues == ("cpu",)
     # A custom node name still counts while it is on this host; --hostname asks for one exactly.
     beat(redis_settings, f"gpu0@{host}")
-    assert {w["hostname"] for w in local_workers(redis_settings)} == {f"celery@{host}", f"gpu0@{host}"}
-    assert [w["hostname"] for w in local_workers(redis_settings, [f"gpu0@{host}"])] == [f"gpu0@{host}"]
+    assert {w.hostname for w in local_workers(redis_settings)} == {f"celery@{host}", f"gpu0@{host}"}
+    assert [w.hostname for w in local_workers(redis_settings, [f"gpu0@{host}"])] == [f"gpu0@{host}"]
     assert local_workers(redis_settings, [f"gpu1@{host}"]) == []
 
 

@@ -6,10 +6,13 @@ Extra arguments go to ``celery worker`` (e.g. ``-Q gpu`` or ``--hostname gpu0@%h
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from shared.logging import capture_native_stderr, setup_logging
 from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def broker_transport(redis_url: str) -> str | None:
@@ -18,7 +21,7 @@ def broker_transport(redis_url: str) -> str | None:
     return {"redis": "worker.broker:Transport", "sentinel": "worker.broker:SentinelTransport"}.get(scheme)
 
 
-def use_own_transport(app: Any, redis_url: str) -> None:
+def use_own_transport(app: Celery, redis_url: str) -> None:
     """kombu's Redis (or Sentinel) transport, reusing its Redis client (see worker.broker). Only in
     the worker: Flower and the API keep the plain one, whose broker URL Flower's broker view reads."""
     transport = broker_transport(redis_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import signals
 from celery.worker.control import control_command
@@ -21,15 +21,23 @@ from shared.queues import MODEL_QUEUES, ControlCommand, Queue
 from shared.redis_connection import redis_client
 from shared.settings import get_settings
 
+if TYPE_CHECKING:  # imported when the worker starts, after the checks above (never by the API)
+    from worker.delayed import Scheduler
+    from worker.heartbeat import Heartbeat
+    from worker.sweeper import Sweeper
+
 settings = get_settings()
 app = make_celery(settings)
 app.conf.include = ["worker.tasks", "worker.webhook_tasks"]
 
 log = logging.getLogger(__name__)
-_heartbeat: Any = None
-_scheduler: Any = None
-_sweeper: Any = None
+_heartbeat: Heartbeat | None = None
+_scheduler: Scheduler | None = None
+_sweeper: Sweeper | None = None
 _loads_models = True
+
+
+# Celery's signals and control commands pass untyped senders (a WorkController, a Consumer's state).
 
 
 def _consumed_queues(sender: Any) -> set[str]:

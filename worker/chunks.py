@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import ErrorCode, MlqueueError
-from shared.fastjson import dumps_strict
+from shared.fastjson import JsonValue, dumps_strict
 from shared.jobs import Job, WebhookEvent, deadline_transition
 from shared.logging import bound
 from shared.manifests import ImageInput
@@ -30,7 +31,23 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_MS = 500  # job.progress webhooks: at most one per job per 500 ms
 
 
-Lines = tuple[list[str], list[dict[str, Any]], float]  # NDJSON lines, failed items, forward pass ms
+@dataclass(frozen=True)
+class ChunkLines:
+    """A chunk's results as stored: one NDJSON line per row in input order, the failed items, and
+    the milliseconds of the forward pass."""
+
+    lines: list[str]
+    failures: list[dict[str, Any]]
+    predict_ms: float
+
+
+@dataclass(frozen=True)
+class RowResults:
+    """One result item per row, in order (``{"status": "succeeded", "output"}`` or ``failed(...)``),
+    and the milliseconds of the forward pass."""
+
+    results: list[dict[str, Any]]
+    predict_ms: float
 
 
 def failed(code: ErrorCode, message: str) -> dict[str, Any]:
@@ -41,7 +58,7 @@ def run_chunk(job_id: str, chunk: int, ctx: WorkerContext) -> None:
     started = begin(ctx, job_id)
     if started is None or ctx.batches.is_done(job_id, chunk):
         return
-    job = started[0]
+    job = started.job
     with bound(job_id, job.request_id):  # every line of this chunk names its batch and its request
         _run_chunk(ctx, job, chunk)
 
@@ -53,18 +70,18 @@ def _run_chunk(ctx: WorkerContext, job: Job, chunk: int) -> None:
         return  # done by another delivery meanwhile
     start = chunk * (job.chunk_size or 0)
     image_indexes = [start + i for i, row in enumerate(rows) if "error" not in row] if _is_image(ctx, job) else []
-    lines, failures, predict_ms = predict_lines(ctx, job, rows, start, image_indexes)
+    out = predict_lines(ctx, job, rows, start, image_indexes)
 
     deadline = deadline_transition(job, time.time())  # job is running here: past it, the batch is canceled
-    if deadline is not None and ctx.store.transition(job_id, *deadline):
+    if deadline is not None and ctx.store.transition(job_id, deadline.allowed, deadline.fields):
         notify(ctx, job, WebhookEvent.COMPLETED)
         return
-    counted, final, status = ctx.batches.complete_chunk(job_id, chunk, lines, len(failures), predict_ms, image_indexes)
-    worker_metrics.record_chunk(job.model, failures, counted, final, status)
-    if not counted:
-        log.info("batch.chunk_dropped chunk=%s status=%s", chunk, status)
-    elif final:
-        log.info("batch.%s", status)
+    recorded = ctx.batches.complete_chunk(job_id, chunk, out.lines, len(out.failures), out.predict_ms, image_indexes)
+    worker_metrics.record_chunk(job.model, out.failures, recorded)
+    if not recorded.counted:
+        log.info("batch.chunk_dropped chunk=%s status=%s", chunk, recorded.status)
+    elif recorded.final:
+        log.info("batch.%s", recorded.status)
         notify(ctx, job, WebhookEvent.COMPLETED)
     elif ctx.store.r.set(progress_key(job_id), 1, nx=True, px=PROGRESS_EVERY_MS):
         notify(ctx, job, WebhookEvent.PROGRESS)
@@ -75,23 +92,24 @@ def _is_image(ctx: WorkerContext, job: Job) -> bool:
     return manifest is not None and isinstance(manifest.input, ImageInput)
 
 
-def predict_lines(ctx: WorkerContext, job: Job, rows: list[Any], start: int, image_indexes: list[int]) -> Lines:
-    """Each row's result item as one NDJSON line, in input order (the first has index ``start``);
-    the failed items; and the milliseconds of the forward pass."""
+def predict_lines(
+    ctx: WorkerContext, job: Job, rows: list[JsonValue], start: int, image_indexes: list[int]
+) -> ChunkLines:
+    """Each row's result item as one NDJSON line, in input order (the first has index ``start``)."""
     try:
         model = ctx.runtime.get(job.model, job.version)
     except MlqueueError as exc:
-        results, predict_ms = [failed(exc.code, exc.detail)] * len(rows), 0.0
+        out = RowResults([failed(exc.code, exc.detail)] * len(rows), 0.0)
     else:
         fast = None if image_indexes else _fast_lines(model, rows, start)
         if fast is not None:
             return fast
-        results, predict_ms = predict_rows(ctx, job, model, rows, image_indexes)
-    lines = [dumps_strict({"index": start + i, **result}) for i, result in enumerate(results)]
-    return lines, [result for result in results if result["status"] == "failed"], predict_ms
+        out = predict_rows(ctx, job, model, rows, image_indexes)
+    lines = [dumps_strict({"index": start + i, **result}) for i, result in enumerate(out.results)]
+    return ChunkLines(lines, [result for result in out.results if result["status"] == "failed"], out.predict_ms)
 
 
-def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> Lines | None:
+def _fast_lines(model: LoadedModel, rows: list[JsonValue], start: int) -> ChunkLines | None:
     """The common batch, every row valid and positional, when the family offers it (``prepare_many``
     and ``predict_json``): validated in one pass, outputs formatted from the model's arrays. None
     when it does not apply, and the rows go the general way, which names each bad row."""
@@ -111,18 +129,19 @@ def _fast_lines(model: LoadedModel, rows: list[Any], start: int) -> Lines | None
         log.warning("batch.fast_path_failed model=%s", predictor.manifest.name, exc_info=True)
         return None
     lines = [f'{{"index":{start + i},"status":"succeeded","output":{output}}}' for i, output in enumerate(outputs)]
-    return lines, [], predict_ms
+    return ChunkLines(lines, [], predict_ms)
 
 
 def predict_rows(
-    ctx: WorkerContext, job: Job, model: LoadedModel, rows: list[Any], image_indexes: list[int]
-) -> tuple[list[dict], float]:
-    """One result per row, in order: ``{"status": "succeeded", "output"}`` or ``failed(...)``."""
+    ctx: WorkerContext, job: Job, model: LoadedModel, rows: list[JsonValue], image_indexes: list[int]
+) -> RowResults:
+    """One result per row, in order."""
     if image_indexes:  # image rows are claim checks; rows with an "error" failed to decode in the API
         pixels = iter(ctx.batches.read_images(job.id, image_indexes))
         rows = [row if "error" in row else next(pixels) for row in rows]
-    results: list[dict | None] = [None] * len(rows)
-    inputs, positions = [], []
+    results: list[dict[str, Any]] = [{} for _ in rows]  # every slot is filled below
+    inputs: list[JsonValue | bytes | None] = []  # an image row's pixels are bytes (None once expired)
+    positions: list[int] = []
     for i, row in enumerate(rows):
         if isinstance(row, dict) and set(row) == {"error"}:
             results[i] = {"status": "failed", "error": row["error"]}
@@ -137,4 +156,4 @@ def predict_rows(
             results[i] = failed(ErrorCode.MODEL_ERROR, f"{type(output).__name__}: {output}")
         else:
             results[i] = {"status": "succeeded", "output": output}
-    return results, predict_ms
+    return RowResults(results, predict_ms)

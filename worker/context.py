@@ -43,7 +43,7 @@ class WorkerContext:
     # the jobs the dead one was running are not taken for the new one's.
     incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Queues a webhook event; the Celery app sets it (this module stays free of Celery).
-    notify: Callable[[Job, WebhookEvent], None] = lambda job, event: None
+    notify: Callable[[Job, WebhookEvent], str | None] = lambda job, event: None  # -> the webhook id sent
     _slots: dict[str, tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]] = field(default_factory=dict)
     _slots_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import redis
 
 from shared import cache
 from shared.errors import ErrorCode, MlqueueError
+from shared.fastjson import JsonValue
 from shared.jobs import Job, JobKind, JobStatus, WebhookEvent, deadline_transition
-from shared.store import has_blob
+from shared.store import Transition, has_blob
 from shared.webhook_events import wants_event
 from worker import metrics as worker_metrics
 from worker.context import WorkerContext
@@ -34,20 +38,48 @@ def _ids(job: Job | str) -> dict[str, str | None]:
 RUNNABLE = (JobStatus.QUEUED, JobStatus.RUNNING)  # running: a redelivery after its worker died
 
 
-def begin(ctx: WorkerContext, job_id: str) -> tuple[Job, Any] | None:
+@dataclass(frozen=True)
+class Started:
+    """A job this worker may run: its record as moved to ``running``, and its stored input."""
+
+    job: Job
+    stored_input: JsonValue  # as ``JobStore.get_with_input`` reads it (a claim check still unresolved)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A job's final write: the fields to set from ``running``, and whether to drop its claim check."""
+
+    job: Job
+    fields: dict[str, Any]
+    drop_blob: bool = False
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A job ``begin_many`` moves to running: where it stands in the reply, and what it writes."""
+
+    index: int
+    job: Job
+    stored_input: JsonValue
+    running: dict[str, Any]
+
+
+def begin(ctx: WorkerContext, job_id: str) -> Started | None:
     """Move the job to ``running`` (the first chunk of a batch does; later chunks join). Returns
     the job and its stored input (read together), or None when it must not run (gone, finished,
     canceled, past its deadline)."""
     return begin_many(ctx, [job_id])[0]
 
 
-def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, Any] | None]:
+def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[Started | None]:
     """``begin`` for jobs that arrived together: read in one round trip, started in another."""
     now = time.time()
     read = ctx.store.get_many_with_input(job_ids)
-    started: list[tuple[Job, Any] | None] = [None] * len(job_ids)
-    moves: list[tuple[int, Job, Any, dict[str, Any]]] = []
-    for i, (job, stored_input) in enumerate(read):
+    started: list[Started | None] = [None] * len(job_ids)
+    moves: list[_Move] = []
+    for i, stored in enumerate(read):
+        job = stored.job
         if job is None:
             log.warning("job.missing (expired before it ran)", extra=_ids(job_ids[i]))
             continue
@@ -56,12 +88,12 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
             continue
         deadline = deadline_transition(job, now)
         if deadline is not None:
-            if ctx.store.transition(job.id, *deadline):
-                log.info("job.%s (deadline)", deadline[1]["status"].value, extra=_ids(job))
+            if ctx.store.transition(job.id, deadline.allowed, deadline.fields):
+                log.info("job.%s (deadline)", deadline.fields["status"].value, extra=_ids(job))
                 notify(ctx, job, WebhookEvent.COMPLETED)
             continue
         if job.status is JobStatus.RUNNING and job.kind is JobKind.BATCH:
-            started[i] = (job, stored_input)
+            started[i] = Started(job, stored.stored_input)
             continue
         running = {
             "status": JobStatus.RUNNING,
@@ -69,9 +101,10 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
             "metrics": {"queue_ms": round((now - job.created_at) * 1000, 3)},
             "worker": ctx.hostname,
         }
-        moves.append((i, job, stored_input, running))
-    applied = ctx.store.transition_many([(job.id, RUNNABLE, running, None) for _, job, _, running in moves])
-    for (i, job, stored_input, running), ok in zip(moves, applied, strict=True):
+        moves.append(_Move(i, job, stored.stored_input, running))
+    applied = ctx.store.transition_many([Transition(move.job.id, RUNNABLE, move.running) for move in moves])
+    for move, ok in zip(moves, applied, strict=True):
+        job = move.job
         if not ok:
             log.info("job.skipped (canceled before start)", extra=_ids(job))
             continue
@@ -80,34 +113,37 @@ def begin_many(ctx: WorkerContext, job_ids: Sequence[str]) -> list[tuple[Job, An
         if job.status is JobStatus.QUEUED:
             notify(ctx, job, WebhookEvent.STARTED)
         # the record as just written: the final event's snapshot is built from it
-        started[i] = Job.model_validate({**job.model_dump(), **running}), stored_input
+        started[move.index] = Started(Job.model_validate({**job.model_dump(), **move.running}), move.stored_input)
     return started
 
 
 def finish(ctx: WorkerContext, job: Job, fields: dict[str, Any], *, drop_blob: bool = False) -> JobStatus | None:
     """The final compare-and-set from ``running``; a job canceled meanwhile keeps its state."""
-    return finish_many(ctx, [(job, fields, drop_blob)])[0]
+    return finish_many(ctx, [Outcome(job, fields, drop_blob)])[0]
 
 
-def finish_many(ctx: WorkerContext, results: Sequence[tuple[Job, dict[str, Any], bool]]) -> list[JobStatus | None]:
-    """``finish`` for many jobs in one round trip: (job, final fields, whether to drop its claim check)."""
+def finish_many(ctx: WorkerContext, results: Sequence[Outcome]) -> list[JobStatus | None]:
+    """``finish`` for many jobs in one round trip."""
     moves = [
-        (job.id, (JobStatus.RUNNING,), fields, Job.model_validate({**job.model_dump(), **fields}))
-        for job, fields, _ in results
+        Transition(r.job.id, (JobStatus.RUNNING,), r.fields, Job.model_validate({**r.job.model_dump(), **r.fields}))
+        for r in results
     ]
     ttl = ctx.settings.cache_ttl_s
     cached = [
-        (job.cache_key, f["output"]) for job, f, _ in results if job.cache_key and f["status"] is JobStatus.SUCCEEDED
+        (r.job.cache_key, r.fields["output"])
+        for r in results
+        if r.job.cache_key and r.fields["status"] is JobStatus.SUCCEEDED
     ]
 
-    def write_cache(pipe: Any) -> None:  # in the same round trip, ahead of the final writes
+    def write_cache(pipe: redis.client.Pipeline) -> None:  # in the same round trip, ahead of the final writes
         for key, output in cached if ttl else ():
             cache.store(pipe, key, output, ttl)
 
-    drop = [job.id for job, _, drop_blob in results if drop_blob]
+    drop = [r.job.id for r in results if r.drop_blob]
     applied = ctx.store.transition_many(moves, drop_blobs=drop, before=write_cache)
     statuses: list[JobStatus | None] = []
-    for (job, fields, _), ok in zip(results, applied, strict=True):
+    for r, ok in zip(results, applied, strict=True):
+        job, fields = r.job, r.fields
         worker_metrics.record_job_finished(job.model, fields if ok else None)
         if not ok:
             log.info("job.result_dropped (canceled while running)", extra=_ids(job))
@@ -142,18 +178,19 @@ def run_jobs(job_ids: Sequence[str], ctx: WorkerContext) -> list[JobStatus | Non
     each, one forward pass per model version, finished in one round trip. Returns each job's
     final status (None for a job that did not run)."""
     started = begin_many(ctx, job_ids)
-    runnable = [(i, *begun) for i, begun in enumerate(started) if begun is not None]
-    raw_inputs = ctx.store.resolve_inputs([stored for _, _, stored in runnable])
+    runnable = [(i, begun) for i, begun in enumerate(started) if begun is not None]
+    raw_inputs = ctx.store.resolve_inputs([begun.stored_input for _, begun in runnable])
     groups: dict[tuple[str, int], list[int]] = {}
-    for k, (_, job, _) in enumerate(runnable):
-        groups.setdefault((job.model, job.version), []).append(k)
+    for k, (_, begun) in enumerate(runnable):
+        groups.setdefault((begun.job.model, begun.job.version), []).append(k)
     outcomes: list[dict[str, Any]] = [{} for _ in runnable]
     for (model, version), members in groups.items():
         for k, fields in zip(members, _predict(ctx, model, version, [raw_inputs[k] for k in members]), strict=True):
             outcomes[k] = fields
     completed = time.time()
     results = []
-    for (_, job, stored), fields in zip(runnable, outcomes, strict=True):
+    for (_, begun), fields in zip(runnable, outcomes, strict=True):
+        job = begun.job
         started_at = job.started_at or completed
         metrics = {
             "queue_ms": round((started_at - job.created_at) * 1000, 3),
@@ -162,10 +199,10 @@ def run_jobs(job_ids: Sequence[str], ctx: WorkerContext) -> list[JobStatus | Non
         if "predict_ms" in fields:
             metrics["predict_ms"] = round(fields.pop("predict_ms"), 3)
         # a failed job keeps its image (until the job expires): POST /v1/jobs/{id}/retry re-runs it
-        drop = has_blob(stored) and fields["status"] is JobStatus.SUCCEEDED
-        results.append((job, {**fields, "completed_at": completed, "metrics": metrics}, drop))
+        drop = has_blob(begun.stored_input) and fields["status"] is JobStatus.SUCCEEDED
+        results.append(Outcome(job, {**fields, "completed_at": completed, "metrics": metrics}, drop))
     statuses: list[JobStatus | None] = [None] * len(job_ids)
-    for (i, _, _), status in zip(runnable, finish_many(ctx, results), strict=True):
+    for (i, _), status in zip(runnable, finish_many(ctx, results), strict=True):
         statuses[i] = status
     return statuses
 

@@ -13,16 +13,15 @@ no TensorFlow or Celery, and gives up after ``--timeout`` seconds on an unreacha
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
-from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.redis_connection import redis_client
+from shared.presence import WorkerPresence, parse_all
+from shared.redis_connection import redis_client, texts
 from shared.redis_keys import WORKERS, worker_key
 from shared.settings import Settings, get_settings
 
@@ -37,17 +36,17 @@ def is_local(name: str, hostnames: list[str] | None = None) -> bool:
 
 def local_workers(
     settings: Settings, hostnames: list[str] | None = None, timeout_s: float = 2.0
-) -> list[dict[str, Any]]:
+) -> list[WorkerPresence]:
     """The live presence records of this host's workers (raises ``redis.RedisError`` if Redis fails)."""
     timeout_s = min(timeout_s, settings.redis_socket_timeout_s)
     client = redis_client(settings.model_copy(update={"redis_socket_timeout_s": timeout_s}))
     client.set_retry(Retry(NoBackoff(), 0))  # one try: the container runtime calls again soon
     try:
-        names = [n for n in client.zrange(WORKERS, 0, -1) if is_local(n, hostnames)]
+        names = [n for n in texts(client.zrange(WORKERS, 0, -1)) if is_local(n, hostnames)]
         values = client.mget([worker_key(n) for n in names]) if names else []
     finally:
         client.close()
-    return [json.loads(v) for v in values if v]
+    return parse_all(values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         wanted = ", ".join(args.hostname) if args.hostname else f"*@{socket.gethostname()}"
         sys.stderr.write(f"unhealthy: no live worker presence for {wanted}\n")
         return 1
-    sys.stdout.write("healthy: " + ", ".join(f"{w['hostname']} {w.get('queues', [])}" for w in workers) + "\n")
+    sys.stdout.write("healthy: " + ", ".join(f"{w.hostname} {list(w.queues)}" for w in workers) + "\n")
     return 0
 
 

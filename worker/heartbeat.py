@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from shared.presence import presence_ttl
+from shared.presence import WorkerPresence, parse_models, presence_ttl
 from shared.redis_connection import endpoints
 from shared.redis_keys import WORKERS, worker_key
 from shared.settings import Settings
@@ -31,7 +31,8 @@ def advertised_address(settings: Settings) -> str:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.connect((host, port))
-            return s.getsockname()[0]
+            address: str = s.getsockname()[0]  # typeshed: Any (the address's shape depends on the family)
+            return address
     except OSError:  # a name that does not resolve yet, no route: the host name still says where
         return ""
 
@@ -66,19 +67,19 @@ class Heartbeat:
     def beat(self) -> None:
         ttl = presence_ttl(self.interval_s)
         now = time.time()
-        info = {
-            "hostname": self.hostname,
-            "host": self.host,  # the machine (its name and an address), for multi-machine fleets
-            "address": self.address,
-            "pid": os.getpid(),
-            "incarnation": self.incarnation,
-            "queues": self.queues,
-            "models": self.models(),
-            "started_at": self.started_at,
-            "heartbeat_at": now,
-        }
+        presence = WorkerPresence(
+            hostname=self.hostname,
+            host=self.host,
+            address=self.address,
+            pid=os.getpid(),
+            incarnation=self.incarnation,
+            queues=tuple(self.queues),
+            models=parse_models(self.models()),
+            started_at=self.started_at,
+            heartbeat_at=now,
+        )
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(worker_key(self.hostname), json.dumps(info), ex=ttl)
+            pipe.set(worker_key(self.hostname), json.dumps(presence.to_json()), ex=ttl)
             pipe.zadd(WORKERS, {self.hostname: now})
             pipe.zremrangebyscore(WORKERS, "-inf", now - 10 * ttl)
             pipe.expire(WORKERS, 10 * ttl)

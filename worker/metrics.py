@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
+from shared.batch_store import ChunkRecorded
 from shared.manifests import ModelManifest
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ OUTPUTS = Counter(
 )
 MAX_LABELS = 50  # label values per model version, whatever a manifest lists
 
-_server: Any = None
+_server: WSGIServer | None = None
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> None:
@@ -134,24 +136,24 @@ def record_job_finished(model: str, fields: Mapping[str, Any] | None) -> None:
         FAILURES.labels(model=model, code=_code(fields.get("error"))).inc()
 
 
-def record_chunk(model: str, results: Iterable[Mapping[str, Any]], counted: bool, final: bool, status: Any) -> None:
+def record_chunk(model: str, results: Iterable[Mapping[str, Any]], recorded: ChunkRecorded) -> None:
     """A batch chunk recorded: its failed items by error code (once: a redelivered chunk that was
     already counted is not), and the batch's terminal status when this chunk was its last."""
-    if not counted:
+    if not recorded.counted:
         return
     for result in results:
         if result.get("status") == "failed":
             FAILURES.labels(model=model, code=_code(result.get("error"))).inc()
-    if final:
-        JOBS.labels(model=model, status=str(status or "unknown")).inc()
+    if recorded.final:
+        JOBS.labels(model=model, status=str(recorded.status or "unknown")).inc()
 
 
-def _code(error: Any) -> str:
+def _code(error: object) -> str:
     code = error.get("code") if isinstance(error, Mapping) else None
     return code if isinstance(code, str) and code else "unknown"
 
 
-def record_predictions(manifest: ModelManifest, results: Iterable[Any]) -> None:
+def record_predictions(manifest: ModelManifest, results: Iterable[object]) -> None:
     """One forward pass's results (an output dict, or the exception that is the item's error)."""
     version = str(manifest.version)
     known = set(manifest.labels[:MAX_LABELS]) | {"unknown"}
@@ -163,6 +165,6 @@ def record_predictions(manifest: ModelManifest, results: Iterable[Any]) -> None:
         if "is_anomaly" in result:
             label = "anomaly" if result["is_anomaly"] else "normal"
         else:
-            label = result.get("label")
-            label = label if isinstance(label, str) and label in known else "other"
+            named = result.get("label")
+            label = named if isinstance(named, str) and named in known else "other"
         OUTPUTS.labels(manifest.name, version, label).inc()

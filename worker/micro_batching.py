@@ -26,11 +26,13 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from worker import metrics as worker_metrics
-from worker.families import Predictor
+from worker.families import Predictor, Prepared
 
 log = logging.getLogger(__name__)
 
-Unit = tuple[list[Any], Future]
+Result = dict[str, Any] | BaseException  # an item's output, or the exception that is its error
+Pass = tuple[list[Result], float]  # each item's result, and the milliseconds of the forward pass
+Unit = tuple[list[Prepared], Future[Pass]]  # inputs queued for the next pass, and where its result goes
 T = TypeVar("T")
 
 
@@ -46,14 +48,14 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{predictor.manifest.name}", daemon=True)
         self._thread.start()
 
-    def run(self, prepared: Any) -> tuple[dict[str, Any], float]:
+    def run(self, prepared: Prepared) -> tuple[dict[str, Any], float]:
         """Predict one prepared input; returns (output, milliseconds of the forward pass)."""
         (result,), elapsed_ms = self.run_many([prepared])
         if isinstance(result, BaseException):
             raise result
         return result, elapsed_ms
 
-    def run_many(self, prepared: list[Any]) -> tuple[list[Any], float]:
+    def run_many(self, prepared: list[Prepared]) -> Pass:
         """Predict many; each result is an output or the exception that item raised."""
         with self._lock:
             inline = self._in_flight == 0 and self._model_lock.acquire(blocking=False)
@@ -64,7 +66,7 @@ class Batcher:
                 return self._forward(prepared)
             finally:
                 self._model_lock.release()
-        future: Future = Future()
+        future: Future[Pass] = Future()
         self._queue.put((prepared, future))
         return future.result()
 
@@ -113,7 +115,7 @@ class Batcher:
                 future.set_result((outputs[offset : offset + len(items)], elapsed_ms))
                 offset += len(items)
 
-    def _forward(self, inputs: list[Any]) -> tuple[list[Any], float]:
+    def _forward(self, inputs: list[Prepared]) -> Pass:
         return self._measured(len(inputs), lambda: self._predict_isolated(inputs))
 
     def _measured(self, count: int, forward: Callable[[], T]) -> tuple[T, float]:
@@ -123,13 +125,13 @@ class Batcher:
         worker_metrics.observe_forward_pass(self.predictor.manifest, count, elapsed_ms / 1000)
         return outputs, elapsed_ms
 
-    def _predict_isolated(self, inputs: list[Any]) -> list[Any]:
+    def _predict_isolated(self, inputs: list[Prepared]) -> list[Result]:
         try:
-            return self.predictor.predict_batch(inputs)
+            return list(self.predictor.predict_batch(inputs))
         except Exception:  # noqa: BLE001 - isolate the item that broke the batch
             return [self._predict_one(item) for item in inputs]
 
-    def _predict_one(self, item: Any) -> Any:
+    def _predict_one(self, item: Prepared) -> Result:
         try:
             return self.predictor.predict_batch([item])[0]
         except Exception as exc:  # becomes this item's error

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import ErrorCode, InvalidInput, MlqueueError, NotFound
+from shared.fastjson import JsonValue
 from shared.heap import freeze_loaded_heap
 from shared.manifests import ModelManifest, ModelRepository
 from worker import metrics as worker_metrics
 from worker.artifacts import ArtifactError, fetch_artifact
-from worker.families import Predictor, load_predictor
-from worker.micro_batching import Batcher
+from worker.families import Predictor, Prepared, load_predictor
+from worker.micro_batching import Batcher, Pass, Result
 
 log = logging.getLogger(__name__)
 __all__ = ["ArtifactError", "LoadedModel", "ModelRuntime", "ModelUnavailable"]
@@ -32,12 +33,13 @@ class LoadedModel:
     batcher: Batcher
     load_ms: float
 
-    def predict_many(self, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+    def predict_many(self, raw_inputs: list[JsonValue | bytes | None]) -> Pass:
         """One forward pass (with whatever else the batcher holds) for many inputs: each one's
         output, or the exception that is its error (an ``MlqueueError`` when the input was missing
         or could not be read, any other exception from the pass itself); and the pass's ms."""
-        results: list[Any] = [None] * len(raw_inputs)
-        prepared, positions = [], []
+        results: list[Result] = [{} for _ in raw_inputs]  # every slot is filled below
+        prepared: list[Prepared] = []
+        positions: list[int] = []
         for i, raw in enumerate(raw_inputs):
             try:
                 if raw is None:
@@ -138,7 +140,7 @@ class ModelRuntime:
         prepared = model.predictor.prepare(raw_input)
         return model.batcher.run(prepared)
 
-    def predict_many(self, name: str, version: int, raw_inputs: list[Any]) -> tuple[list[Any], float]:
+    def predict_many(self, name: str, version: int, raw_inputs: list[JsonValue | bytes | None]) -> Pass:
         """``LoadedModel.predict_many`` of this model version; raises ``MlqueueError`` when it is
         not available here."""
         return self.get(name, version).predict_many(raw_inputs)

@@ -35,7 +35,9 @@ from shared.batch_store import BatchStore
 from shared.celery_messages import ticket_message
 from shared.errors import ErrorCode
 from shared.jobs import JobStatus, WebhookEvent
+from shared.presence import WorkerPresence
 from shared.queues import MODEL_QUEUES
+from shared.redis_connection import text, texts
 from shared.redis_keys import SWEEPER_LEASE, queue_keys, worker_key
 from shared.scheduler import Scheduler, parse_member
 from shared.settings import Settings
@@ -77,7 +79,8 @@ def runner_alive(client: redis.Redis, runner: str, cache: dict[str, bool]) -> bo
     if runner not in cache:
         hostname, _, incarnation = runner.partition("#")
         raw = client.get(worker_key(hostname)) if hostname else None
-        cache[runner] = bool(raw) and json.loads(raw).get("incarnation") == incarnation
+        presence = WorkerPresence.parse(raw) if raw else None
+        cache[runner] = presence is not None and presence.incarnation == incarnation
     return cache[runner]
 
 
@@ -139,7 +142,7 @@ class Sweeper:
     def _recover(self, queue: str, now: float, alive: dict[str, bool], report: SweepReport) -> None:
         bound_s = self.settings.task_time_limit_s + self.settings.recover_after_s
         raw = self.r.hgetall(queue_keys(queue).claimed)
-        for member, claim in raw.items():
+        for member, claim in ((text(m), text(c)) for m, c in raw.items()):
             runner, _, at = claim.rpartition("|")
             if runner_alive(self.r, runner, alive):
                 if now - float(at or 0) <= bound_s:
@@ -175,7 +178,8 @@ class Sweeper:
     def _dead_letter(self, queue: str, member: str, now: float) -> bool:
         """Delivered too often: fail it (a single job; a chunk's every item) and forget it. False
         when it had finished meanwhile (its last run ended just before its worker died)."""
-        job_id, chunk = parse_member(member)
+        named = parse_member(member)
+        job_id, chunk = named.job_id, named.chunk
         job = self._store.get(job_id)
         meta = self._scheduler.meta(queue, member) or {}
         failed = False
@@ -189,8 +193,9 @@ class Sweeper:
             start = chunk * (job.chunk_size or 0)
             rows = range(start, start + meta.get("n", 0))
             lines = [json.dumps({"index": i, "status": "failed", "error": POISON}) for i in rows]
-            failed, final, _ = self._batches.complete_chunk(job_id, chunk, lines, len(lines), 0.0)
-            if final:
+            recorded = self._batches.complete_chunk(job_id, chunk, lines, len(lines), 0.0)
+            failed = recorded.counted
+            if recorded.final:
                 self._notify(job_id)
         self._scheduler.release(queue, [member])
         if failed:
@@ -208,7 +213,7 @@ class Sweeper:
 
     def _fail_unqueued(self, queue: str, now: float, report: SweepReport) -> None:
         pending = queue_keys(queue).pending
-        for job_id in self.r.zrangebyscore(pending, "-inf", now - self.settings.recover_after_s):
+        for job_id in texts(self.r.zrangebyscore(pending, "-inf", now - self.settings.recover_after_s)):
             fields = {
                 "status": JobStatus.FAILED,
                 "completed_at": now,

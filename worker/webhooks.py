@@ -53,6 +53,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import httpx
+import redis
 from standardwebhooks import Webhook
 
 from shared.durations import parse_duration
@@ -303,7 +304,7 @@ def send_attempt(sender: Any, payload: dict[str, Any]) -> None:
     sender.send_task(TaskName.DELIVER_WEBHOOK, args=args, queue=Queue.WEBHOOKS.value)
 
 
-def retry_queue(client: Any, settings: Settings) -> DelayedQueue:
+def retry_queue(client: redis.Redis, settings: Settings) -> DelayedQueue:
     """The delayed-retry set; its TTL outlasts the longest step (with jitter) by an hour."""
     ttl_s = int(schedule_for(settings.webhook_retry_schedule).max_delay_s) + 3600
     return DelayedQueue(client, ttl_s=ttl_s)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import StateDep
 from api.fleet import listed, serving_queue
+from shared.presence import FAILED, LOADING, WorkerPresence
 from shared.queues import Queue
 
 router = APIRouter(tags=["ops"])
@@ -59,7 +60,14 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
         "redis": "ok",
         "queues": consumers,
         "workers": [  # where each live worker runs: its machine and the address it advertises
-            {k: w.get(k) for k in ("hostname", "host", "address", "queues", "started_at")} for w in workers
+            {
+                "hostname": w.hostname,
+                "host": w.host,
+                "address": w.address,
+                "queues": list(w.queues),
+                "started_at": w.started_at,
+            }
+            for w in workers
         ],
         "models": models,
         "degraded": degraded,
@@ -68,13 +76,13 @@ async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
     }
 
 
-def model_readiness(name: str, workers: list[dict[str, Any]]) -> dict[str, Any]:
+def model_readiness(name: str, workers: list[WorkerPresence]) -> dict[str, Any]:
     """``ready`` when some live worker has a version loaded, else ``loading`` (one is on its way)
     or ``failed`` (with the workers' load errors)."""
-    states = [(w["hostname"], v, info) for w in workers for v, info in w.get("models", {}).get(name, {}).items()]
-    if any(info.get("status") == "loaded" for _, _, info in states):
+    states = [(w.hostname, v, info) for w in workers for v, info in w.versions(name).items()]
+    if any(info.loaded for _, _, info in states):
         return {"status": "ready"}
-    if any(info.get("status") == "loading" for _, _, info in states):
+    if any(info.status == LOADING for _, _, info in states):
         return {"status": "loading"}
-    errors = {f"v{v}@{host}": info.get("error", "failed") for host, v, info in states}
+    errors = {f"v{v}@{host}": info.error or FAILED for host, v, info in states}
     return {"status": "failed", "errors": errors or {"-": "not loaded on any live worker"}}

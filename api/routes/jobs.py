@@ -152,10 +152,8 @@ async def list_jobs(
 ) -> JobsPublic:
     """List jobs, newest first; pass `next_cursor` back as `cursor` for the next page."""
     owner = None if principal.can_see_all else principal.owner
-    jobs, next_cursor = await state.store.list(
-        status=status, model=model, limit=limit, cursor=cursor, owner=owner, reason=reason
-    )
-    return JobsPublic(jobs=[JobPublic.from_job(j) for j in jobs], next_cursor=next_cursor)
+    page = await state.store.list(status=status, model=model, limit=limit, cursor=cursor, owner=owner, reason=reason)
+    return JobsPublic(jobs=[JobPublic.from_job(j) for j in page.jobs], next_cursor=page.next_cursor)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404, 409, 410, 422))
@@ -188,7 +186,7 @@ async def read_results(
     principal: Reader,
     offset: Annotated[int, Query(ge=0, le=MAX_RESULTS_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> Any:
+) -> Any:  # a StreamingResponse, or the page as JSON (typed Any so FastAPI infers no response model)
     """A batch's results in input order, paged; `Accept: application/x-ndjson` streams all of them."""
     job = await read(state, job_id, principal)
     if "application/x-ndjson" in request.headers.get("accept", ""):

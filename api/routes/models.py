@@ -16,6 +16,7 @@ from api.rollout import routing_view
 from api.security import Principal, Scope, authorize
 from shared import cache
 from shared.manifests import ModelManifest
+from shared.presence import WorkerPresence
 from shared.routing import AliasSet, TrafficSplit
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -23,15 +24,15 @@ Reader = Annotated[Principal, Depends(authorize(Scope.READ))]
 Admin = Annotated[Principal, Depends(authorize(Scope.ADMIN))]
 
 
-def describe(manifest: ModelManifest, workers: list[dict[str, Any]], aliases: dict[str, int]) -> dict[str, Any]:
-    version = str(manifest.version)
-    loaded_on, errors = [], {}
+def describe(manifest: ModelManifest, workers: list[WorkerPresence], aliases: dict[str, int]) -> dict[str, Any]:
+    loaded_on: list[str] = []
+    errors: dict[str, str] = {}
     for w in workers:
-        state = w.get("models", {}).get(manifest.name, {}).get(version)
-        if state and state.get("status") == "loaded":
-            loaded_on.append(w["hostname"])
-        elif state:
-            errors[w["hostname"]] = state.get("error", "failed")
+        state = w.model_state(manifest.name, manifest.version)
+        if state is not None and state.loaded:
+            loaded_on.append(w.hostname)
+        elif state is not None:
+            errors[w.hostname] = state.error or "failed"
     return {
         **manifest.model_dump(mode="json"),
         "input_schema": manifest.input_json_schema(),

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from mlqueue._http import Spec
+from mlqueue._types import JsonValue
 
 Image = str | Path | bytes
 MAX_PREFER_WAIT_S = 60  # the server clamps to its MLQUEUE_MAX_WAIT_S anyway
@@ -81,7 +82,7 @@ class Calls:
     def submit(
         self,
         model: str,
-        input: Any,
+        input: JsonValue,
         *,
         wait: float,
         version: int | None,
@@ -129,7 +130,7 @@ class Calls:
     def batch(
         self,
         model: str,
-        items: Iterable[Any],
+        items: Iterable[JsonValue],
         *,
         version: int | None,
         webhook: str | None,

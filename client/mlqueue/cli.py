@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
 
 from rich import box
 from rich.console import Console
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from mlqueue import tabular
 from mlqueue._requests import is_image
+from mlqueue._types import JsonValue
 from mlqueue._version import __version__
 from mlqueue.client import DEFAULT_URL, Client
 from mlqueue.errors import (
@@ -71,7 +71,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _write_json(value: Any) -> None:
+def _write_json(value: JsonValue) -> None:
     sys.stdout.write(json.dumps(value, indent=2) + "\n")
 
 
@@ -130,7 +130,7 @@ def cmd_models(mlq: Client, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-def _parse_input(values: Sequence[str]) -> Any:
+def _parse_input(values: Sequence[str]) -> JsonValue:
     """``5.1 3.5 ...`` → a list; ``name=5.1 ...`` → an object. Non-numbers go as they are (the API
     says what is wrong with them)."""
 
@@ -145,7 +145,7 @@ def _parse_input(values: Sequence[str]) -> Any:
     return [number(v) for v in values]
 
 
-def _show_output(output: Any) -> None:
+def _show_output(output: JsonValue) -> None:
     if not isinstance(output, dict):
         out.print(json.dumps(output), markup=False)
         return

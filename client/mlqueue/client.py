@@ -12,6 +12,7 @@ import httpx
 
 from mlqueue._http import RetryPolicy, Spec, asend, send
 from mlqueue._requests import Calls, Image
+from mlqueue._types import JsonValue
 from mlqueue._version import __version__
 from mlqueue.errors import JobFailed
 from mlqueue.jobs import AsyncJob, Job
@@ -81,7 +82,7 @@ class Client:
     def submit(
         self,
         model: str,
-        input: Any,
+        input: JsonValue,
         *,
         wait: float = 0,
         version: int | None = None,
@@ -138,13 +139,13 @@ class Client:
     def predict(
         self,
         model: str,
-        input: Any,
+        input: JsonValue,
         *,
         wait: float = 60,
         version: int | None = None,
         priority: str | None = None,
         cancel_after: str | None = None,
-    ) -> Any:
+    ) -> JsonValue:
         """The output, waiting up to ``wait`` seconds (else ``WaitTimeout``); ``JobFailed`` (with
         ``.job``) if it ended failed, canceled or aborted."""
         started = time.monotonic()
@@ -160,7 +161,7 @@ class Client:
         version: int | None = None,
         priority: str | None = None,
         cancel_after: str | None = None,
-    ) -> Any:
+    ) -> JsonValue:
         started = time.monotonic()
         job = self.submit_image(model, image, wait=wait, version=version, priority=priority, cancel_after=cancel_after)
         return _finished(job, wait, started)
@@ -168,7 +169,7 @@ class Client:
     def batch(
         self,
         model: str,
-        rows_or_files: Iterable[Any],
+        rows_or_files: Iterable[JsonValue],
         *,
         version: int | None = None,
         webhook: str | None = None,
@@ -218,7 +219,7 @@ class Client:
         return jobs
 
 
-def _finished(job: Job, wait: float, started: float) -> Any:
+def _finished(job: Job, wait: float, started: float) -> JsonValue:
     if not job.done:
         job.wait(max(0.0, wait - (time.monotonic() - started)))
     if not job.succeeded:
@@ -226,7 +227,7 @@ def _finished(job: Job, wait: float, started: float) -> Any:
     return job.output
 
 
-async def _afinished(job: AsyncJob, wait: float, started: float) -> Any:
+async def _afinished(job: AsyncJob, wait: float, started: float) -> JsonValue:
     if not job.done:
         await job.wait(max(0.0, wait - (time.monotonic() - started)))
     if not job.succeeded:
@@ -280,7 +281,7 @@ class AsyncClient:
     async def submit(
         self,
         model: str,
-        input: Any,
+        input: JsonValue,
         *,
         wait: float = 0,
         version: int | None = None,
@@ -332,13 +333,13 @@ class AsyncClient:
     async def predict(
         self,
         model: str,
-        input: Any,
+        input: JsonValue,
         *,
         wait: float = 60,
         version: int | None = None,
         priority: str | None = None,
         cancel_after: str | None = None,
-    ) -> Any:
+    ) -> JsonValue:
         started = time.monotonic()
         job = await self.submit(model, input, wait=wait, version=version, priority=priority, cancel_after=cancel_after)
         return await _afinished(job, wait, started)
@@ -352,7 +353,7 @@ class AsyncClient:
         version: int | None = None,
         priority: str | None = None,
         cancel_after: str | None = None,
-    ) -> Any:
+    ) -> JsonValue:
         started = time.monotonic()
         job = await self.submit_image(
             model, image, wait=wait, version=version, priority=priority, cancel_after=cancel_after
@@ -362,7 +363,7 @@ class AsyncClient:
     async def batch(
         self,
         model: str,
-        rows_or_files: Iterable[Any],
+        rows_or_files: Iterable[JsonValue],
         *,
         version: int | None = None,
         webhook: str | None = None,

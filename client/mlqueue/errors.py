@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
+
+from mlqueue._types import JsonValue
 
 if TYPE_CHECKING:
     from mlqueue.jobs import BaseJob
@@ -135,7 +137,7 @@ def error_from_response(response: httpx.Response) -> ApiError:
     """The typed error for an error answer; a body that is not ours (a proxy's page) still maps."""
     code, detail = f"http_{response.status_code}", response.reason_phrase or "error"
     try:
-        body: Any = response.json()
+        body: JsonValue = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from contextlib import aclosing, closing, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
+from mlqueue._types import JsonValue
 from mlqueue.errors import ConnectionFailed, StreamTimeout, WaitTimeout
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class BaseJob:
         return self.status == "succeeded"
 
     @property
-    def output(self) -> Any:
+    def output(self) -> JsonValue:
         return self.data.get("output")
 
     @property
@@ -155,7 +156,7 @@ class Job(BaseJob):
         """This failed or aborted job run again, as a new ``Job`` (this one is left as it was)."""
         return self._client.retry(self.id)
 
-    def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> Iterator[Event]:
+    def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> Generator[Event, None, None]:
         """The job now, then each status and progress change (and, while it waits, each move of its
         place in line: ``queue`` events); ends when the job finishes."""
         parser = SseParser()
@@ -177,8 +178,8 @@ class Job(BaseJob):
             try:
                 read_timeout = min(remaining or EVENTS_READ_TIMEOUT_S, EVENTS_READ_TIMEOUT_S)
                 with closing(self.events(read_timeout=read_timeout)) as events:
-                    for _ in events:
-                        if self.done:
+                    for event in events:
+                        if event.job.get("status") in TERMINAL:  # events() has just made it self.data
                             break
             except StreamTimeout:
                 continue  # no news within the read timeout: check the deadline, then listen again
@@ -210,7 +211,7 @@ class AsyncJob(BaseJob):
     async def retry(self) -> AsyncJob:
         return await self._client.retry(self.id)
 
-    async def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> AsyncIterator[Event]:
+    async def events(self, read_timeout: float | None = EVENTS_READ_TIMEOUT_S) -> AsyncGenerator[Event, None]:
         parser = SseParser()
         spec = self._client._calls.events(self.id, read_timeout)
         async with self._client._stream(spec) as response:
@@ -230,8 +231,8 @@ class AsyncJob(BaseJob):
             try:
                 read_timeout = min(remaining or EVENTS_READ_TIMEOUT_S, EVENTS_READ_TIMEOUT_S)
                 async with aclosing(self.events(read_timeout=read_timeout)) as events:
-                    async for _ in events:
-                        if self.done:
+                    async for event in events:
+                        if event.job.get("status") in TERMINAL:
                             break
             except StreamTimeout:
                 continue

@@ -52,11 +52,11 @@ def _options(weight: float | str | None, priority: str | None, max_priority: str
         if not low <= value <= high:
             raise ValueError(f"weight must be a number from {low:g} to {high:g}; got {text[:20]!r}")
         options["weight"] = text
-    for option, value in (("priority", priority), ("max_priority", max_priority)):
-        if value is not None:
-            if value not in PRIORITIES:
-                raise ValueError(f"{option} must be one of {', '.join(PRIORITIES)}; got {str(value)[:20]!r}")
-            options[option] = value
+    for option, choice in (("priority", priority), ("max_priority", max_priority)):
+        if choice is not None:
+            if choice not in PRIORITIES:
+                raise ValueError(f"{option} must be one of {', '.join(PRIORITIES)}; got {choice[:20]!r}")
+            options[option] = choice
     if PRIORITIES.index(priority or "normal") < PRIORITIES.index(max_priority or "high"):
         raise ValueError("a key's default priority must not be above its max_priority")
     return options

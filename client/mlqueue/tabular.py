@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from mlqueue._types import JsonValue
+
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 
 
@@ -28,7 +30,7 @@ def _is_header(row: Sequence[str]) -> bool:
     return any(not isinstance(_number(c), float) for c in row)
 
 
-def read_rows(path: Path, features: Sequence[str]) -> list[Any]:
+def read_rows(path: Path, features: Sequence[str]) -> list[JsonValue]:
     """The inputs, one per data row. CSV with a header: the columns named like the model's
     features, in the model's order (other columns, such as an id, are left out); ValueError if a
     feature has no column. CSV without a header: positional. JSON Lines: each line as it is."""

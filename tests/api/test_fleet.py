@@ -8,6 +8,7 @@ import pytest
 from api.fleet import Fleet
 from shared.errors import NotFound, Unavailable
 from shared.manifests import ModelRepository
+from shared.presence import WorkerPresence
 from training import iris
 
 
@@ -21,7 +22,7 @@ class StaticFleet(Fleet):
 
 
 def worker(name, queues=("cpu",), **versions):
-    return {"hostname": name, "queues": list(queues), "models": {"iris": versions}}
+    return WorkerPresence.parse({"hostname": name, "queues": list(queues), "models": {"iris": versions}})
 
 
 @pytest.fixture(scope="module")

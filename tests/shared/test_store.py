@@ -1,6 +1,7 @@
 """The job store against a real Redis."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -9,7 +10,15 @@ import redis
 from shared.errors import Conflict, Gone, NotFound
 from shared.jobs import Job, JobStatus, new_job_id
 from shared.redis_keys import EVENTS_CHANNEL, INDEX_ALL, job_key, tomb_key
-from shared.store import AsyncJobStore, JobStore, async_redis_client, redis_client
+from shared.store import (
+    AsyncJobStore,
+    JobStore,
+    async_redis_client,
+    decode_reads,
+    encode_fields,
+    job_fields,
+    redis_client,
+)
 
 
 def make_job(model: str = "iris", **kw) -> Job:
@@ -18,6 +27,21 @@ def make_job(model: str = "iris", **kw) -> Job:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def test_both_stores_decode_reads_the_same_way_records_inputs_and_missing_jobs():
+    job = make_job()
+    raw = {**encode_fields(job_fields(job)), "input": "[1, 2]"}
+    delivery = json.dumps(
+        {"webhook_id": "msg_1", "event": "job.completed", "attempt": 1, "at": "2026-01-01T00:00:00", "status_code": 200}
+    )
+    replies = [raw, [delivery], {}, []]  # queue_reads: a record and its deliveries, per job
+    found, missing = decode_reads(replies, with_input=True)
+    assert found.job is not None and found.job.id == job.id and found.stored_input == [1, 2]
+    assert [d.status_code for d in found.job.deliveries] == [200]
+    assert missing.job is None and missing.stored_input is None
+    [listed] = decode_reads([raw], deliveries=False)  # a listing reads no delivery logs, nor inputs
+    assert listed.job == job and listed.stored_input is None
 
 
 async def with_store(settings, fn):
@@ -35,7 +59,7 @@ def test_create_writes_record_indexes_and_tombstone_all_with_ttls(redis_settings
     for key in (job_key(job.id), tomb_key(job.id), INDEX_ALL):
         assert r.ttl(key) > 0, key
     assert r.ttl(tomb_key(job.id)) > r.ttl(job_key(job.id))
-    assert JobStore(redis_client(redis_settings)).get_with_input(job.id)[1] == [1, 2, 3, 4]
+    assert JobStore(redis_client(redis_settings)).get_with_input(job.id).stored_input == [1, 2, 3, 4]
 
 
 def test_expired_job_is_gone_not_unknown(redis_settings):
@@ -91,9 +115,9 @@ def test_transitions_publish_events(redis_settings):
 
 def test_idempotency_key_replays_or_conflicts(redis_settings):
     async def scenario(store: AsyncJobStore):
-        first, created = await store.create(make_job(request_hash="h1"), [1], "key-1")
-        replay, created_again = await store.create(make_job(request_hash="h1"), [1], "key-1")
-        assert created and not created_again and replay.id == first.id
+        first = await store.create(make_job(request_hash="h1"), [1], "key-1")
+        replay = await store.create(make_job(request_hash="h1"), [1], "key-1")
+        assert first.created and not replay.created and replay.job.id == first.job.id
         with pytest.raises(Conflict, match="different request"):
             await store.create(make_job(request_hash="h2"), [2], "key-1")
 
@@ -111,13 +135,13 @@ def test_list_is_newest_first_filtered_and_paged(redis_settings):
         await store.cancel(created[0].id)
         newest_first = [j.id for j in reversed(created)]
 
-        page1, cursor = await store.list(status=None, model=None, limit=4, cursor=None)
-        page2, end = await store.list(status=None, model=None, limit=4, cursor=cursor)
-        assert [j.id for j in page1 + page2] == newest_first and end is None
+        page1 = await store.list(status=None, model=None, limit=4, cursor=None)
+        page2 = await store.list(status=None, model=None, limit=4, cursor=page1.next_cursor)
+        assert [j.id for j in page1.jobs + page2.jobs] == newest_first and page2.next_cursor is None
 
-        iris, _ = await store.list(status=None, model="iris", limit=10, cursor=None)
-        assert [j.id for j in iris] == [j.id for j in reversed(created) if j.model == "iris"]
-        canceled, _ = await store.list(status=JobStatus.CANCELED, model=None, limit=10, cursor=None)
-        assert [j.id for j in canceled] == [created[0].id]
+        iris = await store.list(status=None, model="iris", limit=10, cursor=None)
+        assert [j.id for j in iris.jobs] == [j.id for j in reversed(created) if j.model == "iris"]
+        canceled = await store.list(status=JobStatus.CANCELED, model=None, limit=10, cursor=None)
+        assert [j.id for j in canceled.jobs] == [created[0].id]
 
     run(with_store(redis_settings, scenario))

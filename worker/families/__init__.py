@@ -13,15 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.fastjson import JsonValue
 from shared.manifests import ModelManifest
+
+# What a family's ``prepare`` makes of an input (a feature list, a pixel array): only that family's
+# ``predict_batch`` reads it.
+Prepared = Any
 
 
 class Predictor(Protocol):
     manifest: ModelManifest
 
-    def prepare(self, raw_input: Any) -> Any: ...
+    def prepare(self, raw_input: JsonValue | bytes) -> Prepared: ...
 
-    def predict_batch(self, prepared: list[Any]) -> list[dict[str, Any]]: ...
+    def predict_batch(self, prepared: list[Prepared]) -> list[dict[str, Any]]: ...
 
     def warm_up(self) -> None: ...
 

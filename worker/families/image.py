@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from shared.errors import InvalidInput
+from shared.fastjson import JsonValue
 from shared.manifests import DEFAULT_THRESHOLD, ImageInput, ModelManifest
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class ImageClassifier:
         # uint8 crosses to the device (a quarter of float32's bytes); the model rescales itself
         return self.model(tf.cast(images, tf.float32), training=False)
 
-    def prepare(self, raw_input: Any) -> np.ndarray:
+    def prepare(self, raw_input: JsonValue | bytes) -> np.ndarray:
         """The ``width * height * 3`` RGB bytes from ``shared.images.preprocess_image`` → (H, W, 3) uint8."""
         if not isinstance(raw_input, bytes | bytearray | memoryview):
             raise InvalidInput(f"model {self.manifest.name} takes image bytes, got {type(raw_input).__name__}")

@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import orjson
 
+from shared.fastjson import JsonValue
 from shared.manifests import ModelManifest, validate_features
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ class TabularClassifier:
         keys = ",".join(f"{name.replace('%', '%%')}:%s" for name in self._labels_json)
         self._output_template = '{"label":%s,"class_index":%d,"probabilities":{' + keys + "}}"
 
-    def prepare(self, raw_input: Any) -> list[float]:
+    def prepare(self, raw_input: JsonValue | bytes) -> list[float]:
         vector, _ = validate_features(self.manifest, raw_input)
         return vector
 
-    def prepare_many(self, rows: list[Any]) -> list[list[float]] | None:
+    def prepare_many(self, rows: list[JsonValue]) -> list[list[float]] | None:
         """All rows at once when every one is a positional row of finite numbers, the common batch;
         None otherwise, and each row goes through ``prepare`` (which names what is wrong)."""
         width = len(self.manifest.feature_names)
@@ -83,7 +84,7 @@ class TabularClassifier:
         self.predict_batch([[0.0] * len(self.manifest.feature_names)])
 
 
-def compiled_predict_proba(model: Any, manifest: ModelManifest) -> Proba | None:
+def compiled_predict_proba(model: Any, manifest: ModelManifest) -> Proba | None:  # a scikit-learn Pipeline
     """``model.predict_proba`` as plain numpy for StandardScaler + multiclass LogisticRegression,
     or None (another pipeline, or a scikit-learn whose arithmetic no longer matches)."""
     from sklearn.linear_model import LogisticRegression
@@ -107,7 +108,7 @@ def compiled_predict_proba(model: Any, manifest: ModelManifest) -> Proba | None:
             x -= mean
         if scale is not None:
             x /= scale
-        scores = x @ coef_t + intercept
+        scores: np.ndarray = x @ coef_t + intercept  # (the fitted arrays come from scikit-learn, untyped)
         scores -= scores.max(axis=1).reshape(-1, 1)
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1).reshape(-1, 1)
