@@ -9,13 +9,17 @@ batch item counted twice, and what a dead worker held must run again within the 
 import random
 import shutil
 import signal
+import socket
 import threading
 import time
 
 import httpx
 import pytest
+import redis
 
 from devtools.processes import running_stack
+from shared.presence import WorkerPresence
+from shared.redis_keys import worker_key
 from shared.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -61,6 +65,15 @@ class Load:
         self._thread.join(30)
 
 
+def beats(r: redis.Redis, pid: int) -> bool:
+    """Whether the worker process ``pid`` has written its presence: the killed one's outlives it by up
+    to three heartbeats, and /readyz alone would count it (the next kill then hits a worker still
+    booting, which holds nothing, and the test proves less)."""
+    raw = r.get(worker_key(f"worker@{socket.gethostname()}"))
+    presence = WorkerPresence.parse(raw) if raw else None
+    return presence is not None and presence.pid == pid
+
+
 def statuses(client: httpx.Client, ids: list[str]) -> dict[str, str]:
     return {job_id: client.get(f"/v1/jobs/{job_id}").json()["status"] for job_id in ids}
 
@@ -77,13 +90,15 @@ def test_ten_sigkills_under_load_lose_nothing_and_count_nothing_twice(tmp_path):
     rng = random.Random(11)
     with running_stack(tmp_path, **settings) as stack, httpx.Client(base_url=stack.api_url, timeout=60) as client:
         rows = [iris_row(rng) for _ in range(BATCH_ROWS)]
+        r = redis.Redis.from_url(stack.redis.url)
         with Load(stack.api_url) as load:
             batch = client.post("/v1/models/iris/batches", json={"inputs": rows}).json()
             for _ in range(KILLS):
                 time.sleep(rng.uniform(0.5, 2.0))  # mid-work: jobs reserved, running and in the queue
                 stack.stop("worker", signal.SIGKILL)
                 time.sleep(rng.uniform(0.0, 1.0))
-                stack.start_worker()
+                worker = stack.start_worker()
+                stack.wait_for(lambda: beats(r, worker.pid), timeout_s=120)  # noqa: B023 (called at once)
                 stack.wait_ready(timeout_s=120)
         ready_at = time.monotonic()
         ids = [batch["id"], *load.accepted]
