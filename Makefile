@@ -21,10 +21,11 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # tests/fast (the app in process on a real Redis, marked inprocess) and every test that needs no
-# server (not integration), less the few that train a network or wait out timeouts (slow)
+# server (not integration), less the few that train a network or wait out timeouts (slow); on every
+# core (pytest-xdist: each process has its own Redis fixture), as collecting alone takes 15 s
 test-fast: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -m "(inprocess or not integration) and not slow"
+	$(PY) -m pytest -n auto -m "(inprocess or not integration) and not slow"
 
 # ruff, then mypy --strict over the product packages (pyproject.toml [tool.mypy]; about 6 s)
 lint: $(STAMP)
