@@ -16,6 +16,8 @@ from shared.manifests import ModelManifest, ModelRepository, sha256_of
 from training.image.background import OOD_KINDS, SYNTHETIC_OOD_KINDS, ood_image
 from training.image.data import split_digits, to_model_input
 from training.image.digit_pictures import render_digit
+from training.image.fit import CALIBRATION_UNKNOWN_RATE, calibrate_threshold
+from training.image.network import dark_on_light
 from training.image.train import train
 from worker.runtime import ModelRuntime
 
@@ -119,3 +121,21 @@ def test_ood_pictures_are_reproducible_from_their_seed(kind):
     first = ood_image(kind, np.random.default_rng(3), photo)
     second = ood_image(kind, np.random.default_rng(3), photo)
     assert first.mode == "RGB" and np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_the_polarity_step_turns_light_ink_on_dark_into_dark_ink_on_light():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    step = keras.Model(inputs, dark_on_light(inputs, SIZE))
+    ink_on_paper = to_model_input(render_digit(split_digits()["test"][0][0]), SIZE).astype(np.float32)
+    both = step.predict(np.stack([ink_on_paper, 255 - ink_on_paper]), verbose=0)
+    assert np.abs(both - ink_on_paper).max() < 1.0  # the inverse is inverted back; ink on paper is left alone
+
+
+def test_the_threshold_is_the_lowest_that_keeps_every_background_kind_unknown():
+    rng = np.random.default_rng(0)
+    tops = {"easy": rng.uniform(0.1, 0.2, 2000), "hard": rng.uniform(0.1, 0.42, 2000)}
+    threshold = calibrate_threshold(tops, 10, ceiling=0.85)
+    assert threshold == 0.45  # the hard kind's 99.7th percentile (~0.42), rounded up to a 0.05 step
+    assert all(np.mean(t < threshold) >= CALIBRATION_UNKNOWN_RATE for t in tops.values())
+    assert calibrate_threshold({"flat": np.full(10, 0.1)}, 10, ceiling=0.85) == 0.2  # never below 2 / labels
+    assert calibrate_threshold({"digit-like": np.full(10, 0.99)}, 10, ceiling=0.85) == 0.85

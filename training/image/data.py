@@ -21,7 +21,10 @@ from training.image.digit_pictures import render_digit
 log = logging.getLogger(__name__)
 
 SEED = 42
-DIGITS_DRAWS = 6  # renderings of each training digit: the canonical one and 5 varied
+DIGITS_DRAWS = 7  # renderings of each training digit: the canonical one and 6 varied
+# Filled shapes are the background kind most often read as a digit (a bar, a blob like a 0): twice as many.
+DIGITS_OOD_WEIGHTS = {"shapes": 2.0}
+CALIBRATION_OOD_PER_KIND = 600  # background pictures (fresh seeds) the digits threshold is chosen on
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 DIGIT_LABELS = [str(d) for d in range(10)]
 
@@ -40,6 +43,7 @@ class Data:
     val: Split
     test: dict[str, tuple[np.ndarray, np.ndarray]]  # metric suffix → (pixels, labels), no background
     test_ood: dict[str, np.ndarray]  # kind → pixels, from seeds training never saw
+    calibration_ood: dict[str, np.ndarray]  # kind → pixels (fresh seeds, training's photo) to set a threshold on
 
 
 def to_model_input(img: Image.Image, image_size: int, *, fmt: str = "PNG", quality: int = 90) -> np.ndarray:
@@ -81,10 +85,17 @@ def render_digits(images: np.ndarray, image_size: int, rng: np.random.Generator 
 
 
 def render_ood(
-    kinds: tuple[str, ...], n_per_kind: int, image_size: int, rng: np.random.Generator, photo: np.ndarray | None = None
+    kinds: tuple[str, ...],
+    n_per_kind: int,
+    image_size: int,
+    rng: np.random.Generator,
+    photo: np.ndarray | None = None,
+    weights: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
+    """``n_per_kind`` pictures of each kind (times its weight, 1 unless given), through the serving pipeline."""
+    counts = {k: round(n_per_kind * (weights or {}).get(k, 1.0)) for k in kinds}
     return {
-        k: np.stack([to_model_input(ood_image(k, rng, photo), image_size) for _ in range(n_per_kind)]) for k in kinds
+        k: np.stack([to_model_input(ood_image(k, rng, photo), image_size) for _ in range(counts[k])]) for k in kinds
     }
 
 
@@ -142,6 +153,8 @@ def digits_data(image_size: int, rng: np.random.Generator) -> Data:
         200,
         photos,
         rng,
+        ood_weights=DIGITS_OOD_WEIGHTS,
+        n_calibration_ood=CALIBRATION_OOD_PER_KIND,
     )
 
 
@@ -168,8 +181,12 @@ def _with_background(
     n_test_ood: int,
     photos: tuple[np.ndarray | None, np.ndarray | None],
     rng: np.random.Generator,
+    *,
+    ood_weights: dict[str, float] | None = None,
+    n_calibration_ood: int = 0,
 ) -> Data:
-    """Add background pictures (label ``len(labels)``) to train and val; fresh seeds for val and test."""
+    """Add background pictures (label ``len(labels)``) to train and val; fresh seeds for val, test and
+    calibration (the training photo for val and calibration, the other one for test)."""
     size = train[0].shape[1]
 
     def add(xy: tuple[np.ndarray, np.ndarray], ood: dict[str, np.ndarray]) -> Split:
@@ -177,11 +194,15 @@ def _with_background(
         return Split(np.concatenate([xy[0], ood_x]), np.concatenate([xy[1], np.full(len(ood_x), len(labels))]))
 
     val_rng, test_rng = np.random.default_rng(SEED + 1), np.random.default_rng(SEED + 2)
+    calibration_rng = np.random.default_rng(SEED + 4)
     return Data(
         labels=labels,
         kinds=kinds,
-        train=add(train, render_ood(kinds, n_ood, size, rng, photos[0])),
-        val=add(val, render_ood(kinds, max(4, n_ood // 3), size, val_rng, photos[0])),
+        train=add(train, render_ood(kinds, n_ood, size, rng, photos[0], ood_weights)),
+        val=add(val, render_ood(kinds, max(4, n_ood // 3), size, val_rng, photos[0], ood_weights)),
         test=tests,
         test_ood=render_ood(kinds, n_test_ood, size, test_rng, photos[1]),
+        calibration_ood=render_ood(kinds, n_calibration_ood, size, calibration_rng, photos[0])
+        if n_calibration_ood
+        else {},
     )

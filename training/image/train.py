@@ -18,12 +18,19 @@ from training.digits_eval import misses, rendering_matrix
 from training.image import DIGITS_VERSION
 from training.image.card import model_card
 from training.image.data import DIGIT_LABELS, SEED, class_folders, digits_data, folder_data
-from training.image.fit import fit, fit_temperature, id_metrics, predict_logits
+from training.image.fit import (
+    CALIBRATION_UNKNOWN_RATE,
+    calibrate_threshold,
+    fit,
+    fit_temperature,
+    id_metrics,
+    predict_logits,
+)
 from training.image.network import build_scratch, build_transfer, export_model
 
 log = logging.getLogger(__name__)
 
-DIGITS_EPOCHS = 14
+DIGITS_EPOCHS = 15
 FOLDER_EPOCHS = {"scratch": 12, "transfer": 6}
 
 
@@ -48,7 +55,11 @@ def train(
     transfer = weights is not None
     # built before the data is rendered, so a bad weights file fails in seconds
     outputs = len(labels) + 1  # + the hidden background class
-    model = build_scratch(image_size, outputs) if weights is None else build_transfer(image_size, outputs, weights)
+    # polarity normalised for digits only: for photos of things, a bright centre is no reason to invert
+    if weights is None:
+        model = build_scratch(image_size, outputs, normalise_polarity=data_dir is None)
+    else:
+        model = build_transfer(image_size, outputs, weights)
     data = digits_data(image_size, rng) if data_dir is None else folder_data(data_dir, labels, image_size, rng)
 
     epochs = epochs or (DIGITS_EPOCHS if data_dir is None else FOLDER_EPOCHS["transfer" if transfer else "scratch"])
@@ -58,6 +69,16 @@ def train(
     temperature = fit_temperature(predict_logits(model, data.val.x), data.val.y)
     final = export_model(model, temperature, len(labels))
     metrics: dict[str, Any] = {}  # the manifest's JSON metrics: numbers, None, nested dicts
+    if data.calibration_ood:
+        tops = {kind: predict_logits(final, x).max(axis=1) for kind, x in data.calibration_ood.items()}
+        threshold = calibrate_threshold(tops, len(labels), DEFAULT_THRESHOLD)
+        metrics["threshold_calibration"] = {
+            "unknown_rate_per_kind": CALIBRATION_UNKNOWN_RATE,
+            "pictures_per_kind": len(next(iter(tops.values()))),
+            "top_probability_quantile": {
+                k: round(float(np.quantile(t, CALIBRATION_UNKNOWN_RATE)), 4) for k, t in tops.items()
+            },
+        }
     for suffix, (x, y) in data.test.items():
         metrics.update(id_metrics(predict_logits(final, x), y, threshold, suffix))
     metrics["ood_unknown_rate"] = {
