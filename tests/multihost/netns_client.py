@@ -4,6 +4,8 @@ lives outside the namespaces and cannot reach the API, so this one talks to it a
     python -m tests.multihost.netns_client ready URL --need C=T1,D=T2
                                           until /readyz shows those workers, each ready since its T
     python -m tests.multihost.netns_client load URL --count N --out F  N distinct jobs, then their fate
+    python -m tests.multihost.netns_client holding REDIS_URL --worker D
+                                          until worker D holds a claim on the cpu line (work in flight)
 
 ``load`` writes one line per accepted job id to ``F.accepted`` as it goes (the test times its
 faults on it), then waits until every job is terminal and writes ``F`` (JSON): the records, and
@@ -20,7 +22,9 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
+from shared.redis_keys import queue_keys
 from tests.multihost.load import iris_row, wait_finished
 
 
@@ -76,9 +80,23 @@ def load(url: str, count: int, pause_s: float, out: Path, timeout_s: float, batc
     return 0
 
 
+def holding(redis_url: str, worker: str, timeout_s: float) -> int:
+    """Until a claim on the cpu line names ``worker`` (claims are ``"{hostname}#{incarnation}|{at}"``):
+    a fault from then on catches work in flight, which the batch's 202 alone does not promise (its
+    chunks may still be being written, or the other worker may have taken the first ones)."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(claim.startswith(f"{worker}@") for claim in r.hvals(queue_keys("cpu").claimed)):
+            return 0
+        time.sleep(0.02)
+    sys.stderr.write(f"{worker} held no claim within {timeout_s}s\n")
+    return 1
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.multihost.netns_client")
-    parser.add_argument("command", choices=["ready", "load"])
+    parser.add_argument("command", choices=["ready", "load", "holding"])
     parser.add_argument("url")
     parser.add_argument("--need", default="", help="NAME=SINCE,...: workers that must be ready, each since then")
     parser.add_argument("--count", type=int, default=100)
@@ -86,10 +104,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--batch-rows", type=int, default=0)
+    parser.add_argument("--worker", help="holding: the worker's Celery node name before the @")
     args = parser.parse_args(argv)
     if args.command == "ready":
         need = {name: float(since) for name, _, since in (p.partition("=") for p in args.need.split(",") if p)}
         return ready(args.url, need, args.timeout)
+    if args.command == "holding":
+        return holding(args.url, args.worker, args.timeout)
     return load(args.url, args.count, args.pause, args.out, args.timeout, args.batch_rows)
 
 

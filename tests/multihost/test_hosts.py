@@ -194,7 +194,9 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     fleet.wait_workers("C", "D")
     recovered_before = fleet.recovered("C")
     proc, out = fleet.start_load(300, f"lose-d-{fault}", batch_rows=BATCH_ROWS)
-    fleet.wait_accepted(out, 1)  # the batch went in first: its chunks are running on C and D now
+    fleet.wait_accepted(out, 1)  # the batch went in first
+    held = fleet.client("holding", fleet.stack.env["MLQUEUE_REDIS_URL"], "--worker", worker_d, "--timeout", "60")
+    assert held.returncode == 0, held.stderr  # D is running a chunk of it now
     lost_at = time.time()
     if fault == "link_cut":
         fleet.hosts.link("d", up=False)  # D's worker lives on, unreachable: a partition
