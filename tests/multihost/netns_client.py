@@ -5,7 +5,8 @@ lives outside the namespaces and cannot reach the API, so this one talks to it a
                                           until /readyz shows those workers, each ready since its T
     python -m tests.multihost.netns_client load URL --count N --out F  N distinct jobs, then their fate
     python -m tests.multihost.netns_client holding REDIS_URL --worker D
-                                          until worker D holds a claim on the cpu line (work in flight)
+                                          until worker D holds a claim on the cpu line (work in flight);
+                                          --freeze PGID: and SIGSTOP it while it holds one
 
 ``load`` writes one line per accepted job id to ``F.accepted`` as it goes (the test times its
 faults on it), then waits until every job is terminal and writes ``F`` (JSON): the records, and
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -80,18 +83,29 @@ def load(url: str, count: int, pause_s: float, out: Path, timeout_s: float, batc
     return 0
 
 
-def holding(redis_url: str, worker: str, timeout_s: float) -> int:
-    """Until a claim on the cpu line names ``worker`` (claims are ``"{hostname}#{incarnation}|{at}"``):
-    a fault from then on catches work in flight, which the batch's 202 alone does not promise (its
-    chunks may still be being written, or the other worker may have taken the first ones)."""
+def holding(redis_url: str, worker: str, timeout_s: float, freeze: int | None = None) -> int:
+    """Until a claim on the cpu line names ``worker`` (claims are ``"{hostname}#{incarnation}|{at}"``).
+    ``freeze``: then SIGSTOP that process group, and keep it stopped only if the claim is still there
+    (an iris chunk takes milliseconds: a claim seen a moment before a fault may be gone by then, but
+    a stopped process keeps what it holds). Namespaces share one PID space, so this host can."""
     r = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def held() -> bool:
+        return any(claim.startswith(f"{worker}@") for claim in r.hvals(queue_keys("cpu").claimed))
+
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if any(claim.startswith(f"{worker}@") for claim in r.hvals(queue_keys("cpu").claimed)):
-            return 0
-        time.sleep(0.02)
-    sys.stderr.write(f"{worker} held no claim within {timeout_s}s\n")
-    return 1
+    while True:
+        if held():
+            if freeze is None:
+                return 0
+            os.killpg(freeze, signal.SIGSTOP)
+            if held():
+                return 0
+            os.killpg(freeze, signal.SIGCONT)
+        if time.monotonic() >= deadline:  # checked once at least, also with no timeout
+            sys.stderr.write(f"{worker} held no claim within {timeout_s}s\n")
+            return 1
+        time.sleep(0.002)
 
 
 def main(argv: list[str]) -> int:
@@ -105,12 +119,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--batch-rows", type=int, default=0)
     parser.add_argument("--worker", help="holding: the worker's Celery node name before the @")
+    parser.add_argument("--freeze", type=int, help="holding: SIGSTOP this process group while it holds one")
     args = parser.parse_args(argv)
     if args.command == "ready":
         need = {name: float(since) for name, _, since in (p.partition("=") for p in args.need.split(",") if p)}
         return ready(args.url, need, args.timeout)
     if args.command == "holding":
-        return holding(args.url, args.worker, args.timeout)
+        return holding(args.url, args.worker, args.timeout, args.freeze)
     return load(args.url, args.count, args.pause, args.out, args.timeout, args.batch_rows)
 
 

@@ -95,6 +95,14 @@ class Fleet:
         path = self.tmp / f"{worker}.log"
         return path.read_text(errors="replace").count("job.recovered") if path.exists() else 0
 
+    def holds_claim(self, worker: str, timeout_s: float = 60, freeze: bool = False) -> bool:
+        """Whether a claim on the cpu line names ``worker`` within ``timeout_s``; ``freeze``: and
+        leave its process stopped (SIGSTOP) while it holds that claim, so a fault then catches it."""
+        args = ["holding", self.stack.env["MLQUEUE_REDIS_URL"], "--worker", worker, "--timeout", str(timeout_s)]
+        if freeze:
+            args += ["--freeze", str(self.stack.procs[worker].pid)]  # it leads its own process group
+        return self.client(*args).returncode == 0
+
     @staticmethod
     def accepted(out: Path) -> list[tuple[float, str]]:
         path = Path(f"{out}.accepted")
@@ -195,13 +203,14 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     recovered_before = fleet.recovered("C")
     proc, out = fleet.start_load(300, f"lose-d-{fault}", batch_rows=BATCH_ROWS)
     fleet.wait_accepted(out, 1)  # the batch went in first
-    held = fleet.client("holding", fleet.stack.env["MLQUEUE_REDIS_URL"], "--worker", worker_d, "--timeout", "60")
-    assert held.returncode == 0, held.stderr  # D is running a chunk of it now
-    lost_at = time.time()
     if fault == "link_cut":
+        assert fleet.holds_claim(worker_d)  # D is running work now
+        lost_at = time.time()
         fleet.hosts.link("d", up=False)  # D's worker lives on, unreachable: a partition
     else:
-        fleet.stack.stop(worker_d, signal.SIGKILL)
+        assert fleet.holds_claim(worker_d, freeze=True)  # D stopped holding work
+        lost_at = time.time()
+        fleet.stack.stop(worker_d, signal.SIGKILL)  # killed holding work
     result = fleet.finish(proc, out)
     assert_none_lost(result, 300)
     batch = result["batch"]
