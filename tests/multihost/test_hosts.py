@@ -11,6 +11,7 @@ Deselect the tier with ``-m "not multihost"``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -204,9 +205,10 @@ def test_losing_host_d_mid_load_loses_no_job(fleet, worker_d, fault):
     proc, out = fleet.start_load(300, f"lose-d-{fault}", batch_rows=BATCH_ROWS)
     fleet.wait_accepted(out, 1)  # the batch went in first
     if fault == "link_cut":
-        assert fleet.holds_claim(worker_d)  # D is running work now
+        assert fleet.holds_claim(worker_d, freeze=True)  # D stopped holding work
         lost_at = time.time()
-        fleet.hosts.link("d", up=False)  # D's worker lives on, unreachable: a partition
+        fleet.hosts.link("d", up=False)
+        os.killpg(fleet.stack.procs[worker_d].pid, signal.SIGCONT)  # D's worker lives on, unreachable: a partition
     else:
         assert fleet.holds_claim(worker_d, freeze=True)  # D stopped holding work
         lost_at = time.time()
