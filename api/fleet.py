@@ -91,7 +91,7 @@ class Fleet:
                 if info.loaded:
                     loaded.add(int(version))
                 else:
-                    errors.append(f"v{version} on {w.hostname}: {info.error or 'failed'}")
+                    errors.append(f"v{version} on {w.hostname}: {info.reason}")
         why = f" ({'; '.join(errors[:3])})" if errors else ""
         if pinned is not None:
             if manifest.version not in loaded:

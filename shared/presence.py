@@ -46,6 +46,11 @@ class ModelState:
     def loaded(self) -> bool:
         return self.status == LOADED
 
+    @property
+    def reason(self) -> str:
+        """Why it is not loaded, for the readers that report it (an older worker may send no error)."""
+        return self.error or FAILED
+
     @classmethod
     def parse(cls, raw: object) -> ModelState:
         if not isinstance(raw, Mapping):

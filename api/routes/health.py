@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import StateDep
 from api.fleet import listed, serving_queue
-from shared.presence import FAILED, LOADING, WorkerPresence
+from shared.presence import LOADING, WorkerPresence
 from shared.queues import Queue
 
 router = APIRouter(tags=["ops"])
@@ -84,5 +84,5 @@ def model_readiness(name: str, workers: list[WorkerPresence]) -> dict[str, Any]:
         return {"status": "ready"}
     if any(info.status == LOADING for _, _, info in states):
         return {"status": "loading"}
-    errors = {f"v{v}@{host}": info.error or FAILED for host, v, info in states}
+    errors = {f"v{v}@{host}": info.reason for host, v, info in states}
     return {"status": "failed", "errors": errors or {"-": "not loaded on any live worker"}}

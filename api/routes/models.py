@@ -32,7 +32,7 @@ def describe(manifest: ModelManifest, workers: list[WorkerPresence], aliases: di
         if state is not None and state.loaded:
             loaded_on.append(w.hostname)
         elif state is not None:
-            errors[w.hostname] = state.error or "failed"
+            errors[w.hostname] = state.reason
     return {
         **manifest.model_dump(mode="json"),
         "input_schema": manifest.input_json_schema(),
