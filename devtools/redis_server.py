@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -97,11 +97,10 @@ class RedisServer(ServerProcess):
             return "Ready to accept connections" in self.log_path.read_text(errors="replace")
         return _pings(redis.Redis(host=self.host, port=self.port, password=self.password, socket_connect_timeout=0.5))
 
-    def start(self, timeout_s: float = 10) -> RedisServer:
+    def start(self, timeout_s: float | None = None) -> Self:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path.write_bytes(b"")  # a restart's "Ready" must be its own, not the last run's
-        super().start(timeout_s)
-        return self
+        return super().start(timeout_s)
 
     def restart(self) -> None:
         self.stop()

@@ -20,6 +20,8 @@ CREDENTIALS = {
 
 
 class S3Server(ServerProcess):
+    start_timeout_s = 30  # a Python server: slower to answer than Redis
+
     def __init__(self, log_path: Path | None = None) -> None:
         super().__init__()
         self.port = free_port()
@@ -46,7 +48,3 @@ class S3Server(ServerProcess):
             return True
         except httpx.HTTPError:
             return False
-
-    def start(self, timeout_s: float = 30) -> S3Server:  # a Python server: slower to answer than Redis
-        super().start(timeout_s)
-        return self

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -18,9 +19,11 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """Subclasses give ``command()``, ``ready()`` and ``describe()``; ``log_path`` (None: no log)."""
+    """Subclasses give ``command()``, ``ready()`` and ``describe()``; ``log_path`` (None: no log) and
+    ``start_timeout_s`` if theirs differ."""
 
     log_path: Path | None = None
+    start_timeout_s: float = 10
 
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -35,14 +38,15 @@ class ServerProcess:
     def describe(self) -> str:
         raise NotImplementedError
 
-    def start(self, timeout_s: float = 10) -> ServerProcess:
-        """Launch and wait until ``ready()``; a server that exits or stays silent is stopped and named."""
+    def start(self, timeout_s: float | None = None) -> Self:
+        """Launch and wait until ``ready()`` (``start_timeout_s`` unless told); a server that exits or
+        stays silent is stopped and named."""
         if self.log_path is None:
             self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         else:
             with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
                 self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (self.start_timeout_s if timeout_s is None else timeout_s)
         while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
